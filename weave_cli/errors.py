@@ -1,0 +1,71 @@
+"""The one error hierarchy of weave. Every failure an operator can meet is one of these.
+
+    WeaveError                 base; carries ``exit_code`` and a one-line ``hint`` (what to do)
+    ├── UsageError             bad command-line input (peer, port, CIDR, option)      exit 2
+    ├── NotRunningError        no router answers on this host                         exit 3
+    ├── AlreadyRunningError    `launch` while a router is running                     exit 4
+    ├── StateError             state/run dir unusable (permissions, corruption)       exit 5
+    ├── RouterError            the router answered with an error                      exit 6
+    ├── ProtocolError          hostile or malformed bytes from the network            (internal)
+    ├── LabError               the test lab could not be built or driven              exit 7
+    ├── PrivilegeError         the command needs root                                 exit 8
+    └── TimeoutError_          something did not become ready in time                 exit 9
+
+Foreign exceptions (OSError, pyroute2, aiohttp, docker) are translated into these at the
+boundary that calls the foreign code; the CLI turns them into a message and an exit code in
+``weave_cli.main`` only, so no traceback ever reaches an operator.
+"""
+
+from __future__ import annotations
+
+
+class WeaveError(Exception):
+    """Base of every weave error: ``str(err)`` is the one-line message, ``hint`` the fix."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(WeaveError):
+    exit_code = 2
+
+
+class NotRunningError(WeaveError):
+    exit_code = 3
+
+
+class AlreadyRunningError(WeaveError):
+    exit_code = 4
+
+
+class StateError(WeaveError):
+    exit_code = 5
+
+
+class RouterError(WeaveError):
+    exit_code = 6
+
+
+class ProtocolError(WeaveError):
+    """Malformed or hostile input on a mesh connection; closes that connection only."""
+
+    exit_code = 1
+
+
+class LabError(WeaveError):
+    exit_code = 7
+
+
+class PrivilegeError(WeaveError):
+    exit_code = 8
+
+
+class TimeoutError_(WeaveError):
+    exit_code = 9

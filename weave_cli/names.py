@@ -1,0 +1,102 @@
+"""Every name, port and path weave owns, in one place.
+
+The router, the CLI's ``reset``, the lab and the tests all take names from here, so ``reset``
+can delete exactly what weave created and nothing else. Kernel objects get added here as the
+data path grows (bridge, VXLAN device, veth prefixes, nftables table).
+
+Paths come from the environment so several routers can share one machine, each in its own
+network namespace (the lab does exactly that):
+
+    WEAVE_STATE_DIR (default /var/lib/weave)  persistent: peer name, targets, IPAM database
+    WEAVE_RUN_DIR   (default /run/weave)      volatile: pid files, control socket, logs
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# Ports (the original's numbers).
+MESH_PORT = 6783  # TCP control plane; UDP sleeve
+STATUS_PORT = 6782  # read-only status/report on 127.0.0.1
+CONTROL_PORT = 6784  # the original's control API address; only with --http-addr
+
+# Kernel objects owned by weave (the data path adds to these).
+BRIDGE = "weave"
+CONTAINER_IFNAME = "ethwe"
+VETH_HOST_PREFIX = "vethwepl"
+VETH_PEER_PREFIX = "vethwepg"
+NFT_TABLE = "weave"
+
+# Lab objects: every lab namespace is "<LAB_PREFIX><lab>-<node>"; nothing else uses the prefix.
+LAB_PREFIX = "wl-"
+LAB_STATE_ROOT = Path("/var/lib/weave-lab")
+LAB_RUN_ROOT = Path("/run/weave-lab")
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Files of one router instance, derived from its state and run directories."""
+
+    state_dir: Path
+    run_dir: Path
+
+    @classmethod
+    def from_env(cls) -> Paths:
+        return cls(
+            state_dir=Path(os.environ.get("WEAVE_STATE_DIR") or "/var/lib/weave"),
+            run_dir=Path(os.environ.get("WEAVE_RUN_DIR") or "/run/weave"),
+        )
+
+    # --- run dir (volatile) ---
+    @property
+    def socket(self) -> Path:
+        """Control API socket (mode 0600): everything that changes state is served here."""
+        return self.run_dir / "weave.sock"
+
+    @property
+    def launcher_pidfile(self) -> Path:
+        """PID of the supervisor (or of the router itself with --no-restart)."""
+        return self.run_dir / "weave.pid"
+
+    @property
+    def router_pidfile(self) -> Path:
+        return self.run_dir / "router.pid"
+
+    @property
+    def launch_config(self) -> Path:
+        """The launch configuration handed to the router (0600; never on a command line)."""
+        return self.run_dir / "launch.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.run_dir / "weave.log"
+
+    @property
+    def stopping_flag(self) -> Path:
+        return self.run_dir / "stopping"
+
+    # --- state dir (persistent) ---
+    @property
+    def peer_file(self) -> Path:
+        """The persisted peer name (MAC format)."""
+        return self.state_dir / "peer.json"
+
+    @property
+    def targets_file(self) -> Path:
+        """Direct connection targets, for --resume."""
+        return self.state_dir / "targets.json"
+
+    def owned_state_files(self) -> list[Path]:
+        return [self.peer_file, self.targets_file]
+
+    def owned_run_files(self) -> list[Path]:
+        return [
+            self.socket,
+            self.launcher_pidfile,
+            self.router_pidfile,
+            self.launch_config,
+            self.log_file,
+            self.stopping_flag,
+        ]

@@ -1,0 +1,1 @@
+"""The router daemon: mesh connections, gossip, topology, HTTP API."""
