@@ -1,7 +1,9 @@
 """The one error hierarchy of weave. Every failure an operator can meet is one of these.
 
     WeaveError                 base; carries ``exit_code`` and a one-line ``hint`` (what to do)
-    ├── UsageError             bad command-line input (peer, port, CIDR, option)      exit 2
+    ├── UsageError             bad command-line input (option, CIDR, template)        exit 2
+    │   ├── InvalidPeerError   a PEER that is not host[:port]                         exit 10
+    │   └── InvalidPortError   a port outside 1..65535                                exit 11
     ├── NotRunningError        no router answers on this host                         exit 3
     ├── AlreadyRunningError    `launch` while a router is running                     exit 4
     ├── StateError             state/run dir unusable (permissions, corruption)       exit 5
@@ -69,3 +71,15 @@ class PrivilegeError(WeaveError):
 
 class TimeoutError_(WeaveError):
     exit_code = 9
+
+
+class InvalidPeerError(UsageError):
+    """A PEER argument is not host[:port]."""
+
+    exit_code = 10
+
+
+class InvalidPortError(UsageError):
+    """A port is not a number in 1..65535."""
+
+    exit_code = 11

@@ -1,0 +1,72 @@
+"""Persistence of the peer name and targets; pid files; supervisor backoff."""
+
+from __future__ import annotations
+
+import os
+import random
+import stat
+from pathlib import Path
+
+import pytest
+
+from weave_cli.errors import StateError
+from weave_cli.names import Paths
+from weave_cli.router import state
+from weave_cli.router.supervisor import STABLE_AFTER, next_streak, restart_delay
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> Paths:
+    p = Paths(state_dir=tmp_path / "state", run_dir=tmp_path / "run")
+    state.ensure_dirs(p)
+    return p
+
+
+def test_peer_name_is_created_once_and_kept(paths: Paths) -> None:
+    first = state.load_or_create_peer_name(paths, None, random.Random(1))
+    again = state.load_or_create_peer_name(paths, None, random.Random(2))
+    assert first == again
+    assert stat.S_IMODE(os.stat(paths.peer_file).st_mode) == 0o600
+
+
+def test_requested_name_overrides_and_persists(paths: Paths) -> None:
+    state.load_or_create_peer_name(paths, None, random.Random(1))
+    name = state.load_or_create_peer_name(paths, "02:00:00:00:00:01", random.Random(1))
+    assert str(name) == "02:00:00:00:00:01"
+    assert state.load_or_create_peer_name(paths, None, random.Random(3)) == name
+
+
+@pytest.mark.parametrize("content", [b"{", b"[]", b'{"name": "nope"}', b"\x00\xff"])
+def test_corrupt_peer_file_is_a_clear_error(paths: Paths, content: bytes) -> None:
+    paths.peer_file.write_bytes(content)
+    with pytest.raises(StateError, match=str(paths.peer_file)):
+        state.load_or_create_peer_name(paths, None, random.Random(1))
+
+
+def test_targets_round_trip(paths: Paths) -> None:
+    assert state.load_targets(paths) == []
+    state.save_targets(paths, ["h1", "10.0.0.2:7000"])
+    assert state.load_targets(paths) == ["h1", "10.0.0.2:7000"]
+
+
+def test_unwritable_state_dir(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StateError, match="cannot write"):
+        state.ensure_dirs(Paths(state_dir=blocker / "state", run_dir=tmp_path / "run"))
+
+
+def test_stale_pid_file_is_removed(paths: Paths) -> None:
+    paths.launcher_pidfile.write_text("999999999\n")
+    assert state.read_pid(paths.launcher_pidfile) is None
+    assert not paths.launcher_pidfile.exists()
+    state.write_pid(paths.launcher_pidfile)
+    assert state.read_pid(paths.launcher_pidfile) == os.getpid()
+
+
+def test_restart_backoff_grows_and_caps() -> None:
+    delays = [restart_delay(n) for n in range(1, 10)]
+    assert delays[:4] == [0.5, 1.0, 2.0, 4.0]
+    assert max(delays) == 30.0 and delays == sorted(delays)
+    assert next_streak(5, STABLE_AFTER + 1) == 1
+    assert next_streak(2, 1.0) == 3
