@@ -1,0 +1,168 @@
+"""``weave lab``: build a multi-host weave network on this machine and drive it.
+
+Thin: each command checks root, calls ``weave_cli.lab.ops`` and prints. Importing this module
+is cheap (typer and the pure topology only); the kernel code loads when a command runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated, Optional
+
+import typer
+
+from weave_cli.errors import LabError, PrivilegeError
+from weave_cli.lab.topology import DEFAULT_LAB, validate_lab_name
+
+app = typer.Typer(
+    help="A multi-host weave network on this machine (hosts are network namespaces).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+NameOpt = Annotated[str, typer.Option("--name", help="Lab name: 1-8 of [a-z0-9].")]
+EXEC_SETTINGS = {"allow_interspersed_args": False, "ignore_unknown_options": True}
+CmdArg = Annotated[Optional[list[str]], typer.Argument(help="The command.", show_default=False)]
+HostArg = Annotated[str, typer.Argument(help="A host of the lab: h1, h2, ...", show_default=False)]
+
+
+def _lab(name: str) -> str:
+    """Root check first (every command needs it), then the lab name."""
+    if os.geteuid() != 0:
+        raise PrivilegeError("weave lab needs root", "run it with sudo")
+    return validate_lab_name(name)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def up(
+    ctx: typer.Context,
+    hosts: Annotated[int, typer.Option("--hosts", help="Number of hosts (h1..hN).")],
+    name: NameOpt = DEFAULT_LAB,
+    bare: Annotated[bool, typer.Option("--bare", help="Build the hosts only; no routers.")] = False,
+) -> None:
+    """Create hosts h1..hN and start routers: h1 launches, the others join 198.18.0.1.
+
+    Other options are passed to 'weave launch'/'weave join' unchanged; put them after '--'
+    when they clash with the lab's own (e.g. -- --name aa:bb:cc:dd:ee:ff).
+    """
+    from weave_cli.lab import ops
+
+    lab = _lab(name)
+    for host in ops.up(lab, hosts, bare, list(ctx.args)):
+        state = "bare" if bare else "router ready"
+        print(f"{host.name}  {host.netns}  {host.address}  {state}")
+
+
+@app.command()
+def down(name: NameOpt = DEFAULT_LAB) -> None:
+    """Remove the lab: its processes, namespaces, links and directories (idempotent)."""
+    from weave_cli.lab import ops
+
+    if not ops.down(_lab(name)):
+        print(f"no lab named {name!r}; nothing to do")
+
+
+@app.command("exec", context_settings=EXEC_SETTINGS)
+def exec_(
+    host: HostArg,
+    cmd: CmdArg = None,
+    name: NameOpt = DEFAULT_LAB,
+) -> None:
+    """Run CMD inside HOST (its network and UTS namespaces, its WEAVE_* dirs).
+
+    Example: weave lab exec h1 -- weave status. Lab options go before HOST.
+    """
+    from weave_cli.lab import enter, ops
+
+    lab = _lab(name)
+    argv = list(cmd or [])
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    enter.exec_in(ops.host(lab, host), argv)
+
+
+@app.command()
+def status(
+    name: NameOpt = DEFAULT_LAB,
+    as_json: Annotated[bool, typer.Option("--json", help="A stable JSON document.")] = False,
+) -> None:
+    """Show the lab's hosts: namespace, address, router pid and whether the router is ready."""
+    from weave_cli.lab import ops
+
+    doc = ops.status(_lab(name))
+    if as_json:
+        print(json.dumps(doc, indent=2))
+        return
+    rows = [["HOST", "NETNS", "ADDRESS", "ROUTER PID", "READY"]]
+    for h in doc["hosts"]:
+        pid = str(h["router_pid"]) if h["router_pid"] else "-"
+        rows.append([h["name"], h["netns"], h["address"], pid, "yes" if h["ready"] else "no"])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    print(f"lab {doc['lab']}")
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
+    cuts = sorted({(r.pair, r.mode) for r in ops.partitions(doc["lab"])}) if doc["hosts"] else []
+    if cuts:
+        print("partitions: " + ", ".join(f"{a}-{b} ({mode})" for (a, b), mode in cuts))
+
+
+@app.command()
+def kill(host: HostArg, name: NameOpt = DEFAULT_LAB) -> None:
+    """SIGKILL HOST's router and wait until it is gone (its supervisor may restart it)."""
+    from weave_cli.lab import ops
+
+    pid = ops.kill(_lab(name), host)
+    print(f"killed router pid {pid} on {host}")
+
+
+@app.command()
+def restart(host: HostArg, name: NameOpt = DEFAULT_LAB) -> None:
+    """Stop HOST's router and start it again with the command 'lab up' used; waits for ready."""
+    from weave_cli.lab import ops
+
+    ops.restart(_lab(name), host)
+    print(f"router on {host} restarted and ready")
+
+
+@app.command()
+def partition(
+    host1: HostArg,
+    host2: HostArg,
+    name: NameOpt = DEFAULT_LAB,
+    tcp_only: Annotated[bool, typer.Option("--tcp-only", help="Drop only TCP.")] = False,
+    udp_only: Annotated[bool, typer.Option("--udp-only", help="Drop only UDP.")] = False,
+) -> None:
+    """Drop traffic between HOST1 and HOST2 on the underlay switch (both directions)."""
+    from weave_cli.lab import ops
+
+    lab = _lab(name)
+    if tcp_only and udp_only:
+        raise LabError("--tcp-only and --udp-only exclude each other", "give at most one")
+    mode = "tcp" if tcp_only else "udp" if udp_only else "all"
+    ops.partition(lab, host1, host2, mode)
+
+
+@app.command()
+def heal(
+    host1: Annotated[Optional[str], typer.Argument(show_default=False)] = None,
+    host2: Annotated[Optional[str], typer.Argument(show_default=False)] = None,
+    name: NameOpt = DEFAULT_LAB,
+) -> None:
+    """Remove the partition between HOST1 and HOST2, or every partition with no arguments."""
+    from weave_cli.lab import ops
+
+    ops.heal(_lab(name), host1, host2)
+
+
+@app.command()
+def demo(
+    keep: Annotated[bool, typer.Option("--keep", help="Leave the demo lab running.")] = False,
+) -> None:
+    """A short tour: 3 hosts, launch and join, 'weave status' from h1; then remove the lab."""
+    from weave_cli.lab import demo as tour
+
+    _lab(tour.DEMO_LAB)
+    tour.run(keep)
