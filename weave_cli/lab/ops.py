@@ -46,6 +46,7 @@ def up(name: str, count: int, bare: bool, options: list[str]) -> list[Host]:
         except BaseException as err:
             with contextlib.suppress(LabError):
                 build.destroy(lab)
+                lab.lock_file.unlink(missing_ok=True)
             if isinstance(err, LabError) and not bare:
                 raise LabError(err.message, f"the lab was removed again; to debug: weave lab up "
                                f"--name {name} --hosts {count} --bare, then weave lab exec h1 -- "
