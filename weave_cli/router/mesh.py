@@ -1,0 +1,466 @@
+"""``MeshCore``: the whole control plane of one router as a pure state machine.
+
+Inputs are the driver's calls (``connection_opened/_data/_closed``, ``dial_failed``, ``tick``,
+``connect``/``forget``); outputs are the actions drained by ``actions()``: ``Dial``, ``Send``,
+``Close`` and ``TargetsChanged``. Time is the ``now`` argument, randomness the injected
+``rng``; ``next_deadline()`` says when to call ``tick``.
+
+State, and its invariants:
+
+* ``conns``: every socket the driver told us about and we have not closed, each with its own
+  ``ConnectionProtocol``. ``active[peer]`` is the one established connection we use to a
+  peer; a second one to the same peer is a duplicate and is closed at once, both ends
+  choosing the same survivor: the connection dialled by the lower peer name, then the lower
+  ``conn_uid`` (a newer incarnation of the remote always replaces the old one).
+* our topology entry lists exactly ``active`` (``_local_dirty`` marks it stale inside a call;
+  every public call ends in ``_finish``, which re-announces it if it changed).
+* ``conn_limit`` counts live connections plus dials in flight (``dialling``); inbound
+  connections beyond it are closed, and no dial is started at the limit.
+
+Peer discovery, GC and route caches are refreshed ``SETTLE`` seconds after a topology change,
+coalescing bursts (the original defers route recalculation by 100 ms the same way); the
+relay of a change is never deferred. Status rendering lives in ``mesh_status.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from weave_cli.errors import ProtocolError
+from weave_cli.router.channels import ChannelHandler, TopologyChannel
+from weave_cli.router.gossip import CHANNEL_RE, GossipMessage, decode_gossip, encode_gossip
+from weave_cli.router.mesh_status import render_status
+from weave_cli.router.peer import PeerName
+from weave_cli.router.protocol import (
+    Closed,
+    ConnectionProtocol,
+    HandshakeDone,
+    LocalIdentity,
+    MessageReceived,
+    MessageTag,
+    ProtocolSettings,
+    RemoteIdentity,
+)
+from weave_cli.router.targets import TargetSet, address_key, parse_peer
+from weave_cli.router.topology import ConnSummary, PeerEntry, Topology
+
+SETTLE = 0.1
+TOPOLOGY = "topology"
+SELF_CONNECTION = "cannot connect to ourself"
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    name: PeerName
+    nickname: str
+    uid: int
+    port: int = 6783
+    conn_limit: int = 200  # 0 = unlimited
+    discovery: bool = True
+    gossip_interval: float = 30.0  # periodic anti-entropy
+    protocol: ProtocolSettings = ProtocolSettings()
+    retry_initial: float = 2.0
+    retry_max: float = 60.0
+
+
+@dataclass(frozen=True)
+class Dial:
+    target: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Send:
+    conn: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Close:
+    conn: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class TargetsChanged:
+    targets: tuple[str, ...]
+
+
+Action = Dial | Send | Close | TargetsChanged
+
+
+@dataclass
+class Conn:
+    id: int
+    proto: ConnectionProtocol
+    address: tuple[str, int]
+    outbound: bool
+    target: str | None
+    remote: RemoteIdentity | None = None
+    conn_uid: int = 0
+    established_at: float | None = None
+    superseded: bool = False  # closed as a duplicate: its target is satisfied by the survivor
+    data_path_confirmed: bool = True  # hook: the overlay will confirm the data path later
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def address_text(self) -> str:
+        return address_key(*self.address)
+
+
+class MeshCore:
+    def __init__(self, config: MeshConfig, *, now: float, rng: random.Random,
+                 targets: Iterable[str] = ()) -> None:
+        self.config, self.rng = config, rng
+        self.identity = LocalIdentity(config.name, config.nickname, config.uid)
+        self.topology = Topology(PeerEntry(config.name, config.nickname, config.uid, 1,
+                                           rng.getrandbits(12)))
+        budget = min(1 << 20, config.protocol.max_frame // 2)
+        self.topo_channel = TopologyChannel(self.topology, budget)
+        self.channels: dict[str, ChannelHandler] = {TOPOLOGY: self.topo_channel}
+        self.targets = TargetSet(config.port, config.retry_initial, config.retry_max)
+        self.targets.add_direct(targets, now)
+        self.conns: dict[int, Conn] = {}
+        self.active: dict[PeerName, int] = {}
+        self.dialling: set[str] = set()
+        self.termination_count = 0
+        self._actions: list[Action] = []
+        self._touched: set[int] = set()
+        self._local_dirty = False
+        self._settle_pending = False  # a topology change happened; settle SETTLE s later
+        self._settle_at: float | None = None
+        self._next_gossip = now + config.gossip_interval
+
+    # -- driver inputs ------------------------------------------------------------------------
+
+    def connect(self, peers: Sequence[str], now: float, replace: bool = False) -> None:
+        changed = False
+        if replace:
+            changed = self.targets.remove_direct(d for d in self.targets.direct() if d not in peers)
+        changed = self.targets.add_direct(peers, now) or changed
+        if changed:
+            self._actions.append(TargetsChanged(self.targets.direct()))
+        self._finish(now)
+
+    def forget(self, peers: Sequence[str], now: float) -> None:
+        if self.targets.remove_direct(peers):
+            self._actions.append(TargetsChanged(self.targets.direct()))
+        self._finish(now)
+
+    def connection_opened(self, conn: int, remote_addr: tuple[str, int], outbound: bool,
+                          now: float, target: str | None = None) -> None:
+        if conn in self.conns:
+            return
+        if target is not None:
+            self.dialling.discard(target)
+        limit = self.config.conn_limit
+        if not outbound and limit and self._live() >= limit:
+            self._actions.append(Close(conn, f"Connection limit reached ({limit})"))
+            return
+        proto = ConnectionProtocol(self.identity, outbound=outbound,
+                                   conn_id=self.rng.getrandbits(63), now=now,
+                                   settings=self.config.protocol)
+        self.conns[conn] = Conn(conn, proto, remote_addr, outbound, target)
+        self._touched.add(conn)
+        self._finish(now)
+
+    def connection_data(self, conn: int, data: bytes, now: float) -> None:
+        c = self.conns.get(conn)
+        if c is not None:
+            c.proto.receive_data(data, now)
+            self._touched.add(conn)
+            self._pump(c, now)
+        self._finish(now)
+
+    def connection_closed(self, conn: int, reason: str, now: float) -> None:
+        c = self.conns.get(conn)
+        if c is not None:
+            self._drop(c, reason, now, tell_driver=False)
+        self._finish(now)
+
+    def dial_failed(self, target: str, error: str, now: float) -> None:
+        self.dialling.discard(target)
+        self.targets.failed(target, error, now, self.rng)
+        self._finish(now)
+
+    def tick(self, now: float) -> None:
+        for c in list(self.conns.values()):
+            timer = c.proto.get_timer()
+            if timer is not None and timer <= now and c.id in self.conns:
+                c.proto.handle_timer(now)
+                self._touched.add(c.id)
+                self._pump(c, now)
+        if now >= self._next_gossip:
+            self._next_gossip = now + self.config.gossip_interval
+            self._anti_entropy_round()
+        if self._settle_at is not None and now >= self._settle_at:
+            self._settle(now)
+        self._finish(now)
+
+    def next_deadline(self) -> float | None:
+        times = [t for c in self.conns.values() if (t := c.proto.get_timer()) is not None]
+        times.append(self._next_gossip)
+        if self._settle_at is not None:
+            times.append(self._settle_at)
+        if not self._at_limit() and (due := self.targets.next_deadline()) is not None:
+            times.append(due)
+        return min(times)
+
+    def actions(self) -> list[Action]:
+        out, self._actions = self._actions, []
+        return out
+
+    # -- channels -----------------------------------------------------------------------------
+
+    def register_channel(self, name: str, handler: ChannelHandler) -> None:
+        if not CHANNEL_RE.match(name) or name in self.channels:
+            raise ValueError(f"gossip channel {name!r} is invalid or already registered")
+        self.channels[name] = handler
+
+    def broadcast(self, channel: str, payload: bytes) -> None:
+        self._relay(channel, self.config.name, payload, None)
+        self._flush()
+
+    def unicast(self, channel: str, dst: PeerName, payload: bytes) -> None:
+        hop = self.topology.next_hop(dst)
+        if hop is not None:
+            msg = GossipMessage(channel, self.config.name, dst, payload)
+            self._send(self.active[hop], MessageTag.GOSSIP_UNICAST,
+                       encode_gossip(MessageTag.GOSSIP_UNICAST, msg))
+        self._flush()
+
+    # -- accessors ----------------------------------------------------------------------------
+
+    def peer_names(self) -> list[PeerName]:
+        return sorted(self.topology.entries)
+
+    def connected_peers(self) -> list[PeerName]:
+        return sorted(self.active)
+
+    def status(self, now: float, wall: float | None = None) -> dict[str, object]:
+        """The `weave report` Router section; ``wall`` is the wall clock matching ``now``
+        (used only to print retry times; without it ``now`` is taken as the wall clock)."""
+        return render_status(self, now, wall)
+
+    def set_data_path(self, conn: int, confirmed: bool, now: float) -> None:
+        """Hook for the overlay: mark a connection's data path (un)confirmed."""
+        if (c := self.conns.get(conn)) is not None and c.data_path_confirmed != confirmed:
+            c.data_path_confirmed = confirmed
+            self._local_dirty = True
+        self._finish(now)
+
+    # -- connection events --------------------------------------------------------------------
+
+    def _pump(self, c: Conn, now: float) -> None:
+        while (event := c.proto.next_event()) is not None:
+            if isinstance(event, Closed):
+                self._drop(c, event.reason, now, tell_driver=True)
+                return
+            if isinstance(event, HandshakeDone):
+                self._on_handshake(c, event, now)
+            elif isinstance(event, MessageReceived) and c.id in self.conns:
+                try:
+                    self._on_message(c, event)
+                except ProtocolError as err:
+                    c.proto.close(err.message)
+                except Exception as err:  # a bug must cost one connection, never the router
+                    c.proto.close(f"internal error handling a message: {type(err).__name__}")
+
+    def _on_handshake(self, c: Conn, event: HandshakeDone, now: float) -> None:
+        remote = c.remote = event.remote
+        c.conn_uid, c.established_at = event.conn_uid, now
+        other = self.conns.get(self.active.get(remote.name, -1))
+        if other is not None and other.remote is not None:
+            if other.remote.uid == remote.uid and self._rank(other) < self._rank(c):
+                self._supersede(c, other, now)
+                return
+            self.active[remote.name] = c.id  # first, so dropping ``other`` loses no peer
+            self._supersede(other, c, now)
+        self.active[remote.name] = c.id
+        self._local_dirty = True
+        if c.target is not None:
+            self.targets.connected(c.target, remote.name, now)
+        for name, handler in self.channels.items():
+            self._send(c, MessageTag.GOSSIP, encode_gossip(
+                MessageTag.GOSSIP, GossipMessage(name, self.config.name, None, handler.digest())))
+
+    def _rank(self, c: Conn) -> tuple[int, int]:
+        assert c.remote is not None
+        dialler = self.config.name if c.outbound else c.remote.name
+        return (0 if dialler == min(self.config.name, c.remote.name) else 1, c.conn_uid)
+
+    def _supersede(self, loser: Conn, winner: Conn, now: float) -> None:
+        assert winner.remote is not None
+        loser.superseded = True
+        if loser.target is not None:
+            self.targets.connected(loser.target, winner.remote.name, now)
+        loser.proto.close(f"duplicate connection to {winner.remote.name}"
+                          f"({winner.remote.nickname}): keeping one per pair of peers")
+        self._pump(loser, now)
+
+    def _drop(self, c: Conn, reason: str, now: float, *, tell_driver: bool) -> None:
+        del self.conns[c.id]
+        self._touched.discard(c.id)
+        if tell_driver:
+            self._actions.append(Close(c.id, reason))
+        if c.established_at is not None:
+            self.termination_count += 1
+        if c.remote is not None and self.active.get(c.remote.name) == c.id:
+            del self.active[c.remote.name]
+            self._local_dirty = True
+            self.targets.peer_lost(c.remote.name, reason, now, self.rng)
+        target = self.targets.get(c.target)
+        if target is not None and target.phase == "attempting" and not c.superseded:
+            if reason == SELF_CONNECTION:
+                self.targets.never(target.key, reason)
+            else:
+                self.targets.failed(target.key, reason, now, self.rng)
+
+    # -- gossip -------------------------------------------------------------------------------
+
+    def _on_message(self, c: Conn, event: MessageReceived) -> None:
+        assert c.remote is not None
+        if event.tag == MessageTag.OVERLAY_CONTROL:
+            return
+        msg = decode_gossip(event.tag, event.body)
+        handler = self.channels.get(msg.channel)
+        if handler is None:
+            return
+        if event.tag == MessageTag.GOSSIP:
+            replies, news = handler.on_gossip(c.remote.name, msg.payload)
+            for reply in replies:
+                self._send(c, MessageTag.GOSSIP, encode_gossip(MessageTag.GOSSIP, GossipMessage(
+                    msg.channel, self.config.name, None, reply)))
+            if news is not None:
+                self._relay(msg.channel, self.config.name, news, None)
+        elif event.tag == MessageTag.GOSSIP_BROADCAST:
+            if msg.src != self.config.name:
+                relay = handler.on_broadcast(msg.src, msg.payload)
+                if relay is not None:
+                    body = event.body if relay is msg.payload else None
+                    self._relay(msg.channel, msg.src, relay, c.id, body)
+        elif msg.dst == self.config.name:
+            handler.on_unicast(msg.src, msg.payload)
+        elif msg.dst is not None and (hop := self.topology.next_hop(msg.dst)) is not None:
+            if self.active[hop] != c.id:
+                self._send(self.conns[self.active[hop]], MessageTag.GOSSIP_UNICAST, event.body)
+        self._after_topology()
+
+    def _relay(self, channel: str, src: PeerName, payload: bytes, exclude: int | None,
+               body: bytes | None = None) -> None:
+        """Send a broadcast to our children in ``src``'s tree (``body`` if already encoded).
+        Our own broadcasts go to every connected peer: a neighbour whose entry has not yet
+        reached us is not in our tree, but must not miss what we send meanwhile."""
+        if src == self.config.name:
+            children: Iterable[PeerName] = sorted(self.active)
+        else:
+            children = self.topology.broadcast_children(src)
+        for child in children:
+            conn = self.active.get(child)
+            if conn is not None and conn != exclude:
+                if body is None:
+                    body = encode_gossip(MessageTag.GOSSIP_BROADCAST,
+                                         GossipMessage(channel, src, None, payload))
+                self._send(self.conns[conn], MessageTag.GOSSIP_BROADCAST, body)
+
+    def _send(self, c: Conn | int, tag: MessageTag, body: bytes) -> None:
+        conn = c if isinstance(c, Conn) else self.conns.get(c)
+        if conn is None or conn.proto.state != "established":
+            return
+        try:
+            conn.proto.send_message(tag, body)
+        except ProtocolError:
+            return  # too big for this peer: anti-entropy sends it in smaller pieces
+        self._touched.add(conn.id)
+
+    def _anti_entropy_round(self) -> None:
+        peers = sorted(self.active)
+        if not peers:
+            return
+        k = min(len(peers), max(1, 2 * math.ceil(math.log2(len(peers) + 1))))
+        for peer in self.rng.sample(peers, k):
+            for name, handler in self.channels.items():
+                self._send(self.active[peer], MessageTag.GOSSIP, encode_gossip(
+                    MessageTag.GOSSIP,
+                    GossipMessage(name, self.config.name, None, handler.digest())))
+
+    def _after_topology(self) -> None:
+        if self.topo_channel.bumped:
+            self.topo_channel.bumped = False
+            self._announce([self.topology.local])
+        if self.topo_channel.changed:
+            self.topo_channel.changed = False
+            self._settle_pending = True
+
+    def _announce(self, entries: list[PeerEntry]) -> None:
+        for payload in self.topo_channel.announce(entries):
+            self._relay(TOPOLOGY, self.config.name, payload, None)
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    def _finish(self, now: float) -> None:
+        """End of every public call: re-announce our entry, schedule settling, dial, flush."""
+        if self._local_dirty:
+            self._local_dirty = False
+            entry = self.topology.set_local(self._summaries())
+            if entry is not None:
+                self._announce([entry])
+                self._settle_pending = True
+        self._after_topology()
+        if self._settle_pending and self._settle_at is None:
+            self._settle_at = now + SETTLE
+        self._settle_pending = False
+        for target in self.targets.due(now):
+            if self._at_limit():
+                break
+            if target.peer is not None and target.peer in self.active:
+                self.targets.connected(target.key, target.peer, now)
+                continue
+            self.targets.attempting(target.key)
+            self.dialling.add(target.key)
+            self._actions.append(Dial(target.key, target.host, target.port))
+        self._flush()
+
+    def _flush(self) -> None:
+        for cid in sorted(self._touched):
+            c = self.conns.get(cid)
+            if c is not None and (data := c.proto.data_to_send()):
+                self._actions.append(Send(cid, data))
+        self._touched.clear()
+
+    def _settle(self, now: float) -> None:
+        """Deferred work after topology changes: GC, then peer discovery."""
+        self._settle_at = None
+        self.topology.gc()
+        if not self.config.discovery:
+            return
+        me, keys = self.config.name, set()
+        for entry in self.topology.entries.values():
+            if entry.name == me:
+                continue
+            for cs in entry.connections:
+                if cs.name == me or cs.name in self.active:
+                    continue
+                if cs.outbound:
+                    keys.add(cs.address)
+                else:
+                    host, _ = parse_peer(cs.address, self.config.port)
+                    keys.add(address_key(host, self.config.port))
+        self.targets.set_discovered(keys, now)
+
+    def _summaries(self) -> list[ConnSummary]:
+        out = []
+        for name, cid in self.active.items():
+            c = self.conns[cid]
+            out.append(ConnSummary(name, c.address_text, c.outbound, c.data_path_confirmed))
+        return out
+
+    def _live(self) -> int:
+        return len(self.conns) + len(self.dialling)
+
+    def _at_limit(self) -> bool:
+        return bool(self.config.conn_limit) and self._live() >= self.config.conn_limit
