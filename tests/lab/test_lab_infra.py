@@ -89,6 +89,14 @@ def root_links() -> set[str]:
     return {line.split(":")[1].strip().split("@")[0] for line in out.stdout.splitlines()}
 
 
+def alive(pid: int) -> bool:
+    """Running (a zombie is dead: whether it is reaped is up to pid 1, not to the lab)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def mtu(netns: str, ifname: str) -> int:
     out = subprocess.run(["ip", "-n", netns, "-j", "link", "show", ifname],
                          capture_output=True, text=True, check=True).stdout
@@ -240,6 +248,32 @@ def test_failed_launch_removes_the_half_made_lab(
     """A launch option the CLI rejects makes `up` fail after the namespaces exist."""
     name = lab_names("t8")
     failed(lab("up", "--name", name, "--hosts", "2", "--no-such-launch-option"), 7, "h1")
+    assert leftovers(name) == []
+
+
+@pytest.mark.lab
+def test_routers_launch_kill_restart_and_down(
+    lab: LabRun, lab_names: Names, leftovers: Leftovers
+) -> None:
+    """The non-bare path with the real routers (no supervisor, so a kill stays dead)."""
+    name = lab_names("t9")
+    ok(lab("up", "--name", name, "--hosts", "2", "--no-restart"))
+    hosts = json.loads(ok(lab("status", "--name", name, "--json")).stdout)["hosts"]
+    assert all(h["ready"] and h["router_pid"] for h in hosts), hosts
+    recorded = json.loads(Path(f"/run/weave-lab/{name}/lab.json").read_text())["launch"]
+    assert recorded["h2"][2:] == ["weave_cli", "join", "198.18.0.1", "--no-restart"]
+    old = hosts[1]["router_pid"]
+    assert ok(lab("kill", "--name", name, "h2")).stdout == f"killed router pid {old} on h2\n"
+    assert not alive(old)
+    h2 = json.loads(ok(lab("status", "--name", name, "--json")).stdout)["hosts"][1]
+    assert (h2["router_pid"], h2["ready"]) == (None, False)
+    ok(lab("restart", "--name", name, "h2"))
+    h2 = json.loads(ok(lab("status", "--name", name, "--json")).stdout)["hosts"][1]
+    assert h2["ready"] and h2["router_pid"] not in (None, old)
+    final = json.loads(ok(lab("status", "--name", name, "--json")).stdout)["hosts"]
+    pids = [h["router_pid"] for h in final]
+    ok(lab("down", "--name", name))
+    assert not any(alive(pid) for pid in pids)
     assert leftovers(name) == []
 
 
