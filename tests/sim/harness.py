@@ -150,13 +150,19 @@ class SimNet:
 
     # -- running ------------------------------------------------------------------------------
 
-    def run_until(self, t: float, stop: Callable[[], bool] | None = None) -> bool:
+    def run_until(self, t: float, stop: Callable[[], bool] | None = None,
+                  every: float = 0.0) -> bool:
+        """Run events up to ``t``; return early (True) once ``stop()`` holds, checking it
+        after each event, or at most once per ``every`` virtual seconds when it is costly."""
+        checked = -1.0
         while self.queue and self.queue[0][0] <= t:
             when, _, fn = heapq.heappop(self.queue)
             self.now = max(self.now, when)
             fn()
-            if stop is not None and stop():
-                return True
+            if stop is not None and self.now >= checked + every:
+                checked = self.now
+                if stop():
+                    return True
         self.now = max(self.now, t)
         return stop() if stop is not None else False
 

@@ -40,6 +40,11 @@ _HEAD = struct.Struct(">6sQQHB")  # name, uid, version, short_id, nick_len
 _DIGEST_ITEM = struct.Struct(">6sQQ")
 _TEXT_ADDR_RE: Final = re.compile(r"\A[A-Za-z0-9.-]{1,200}:[0-9]{1,5}\Z")
 _OUT, _EST = 0x01, 0x02
+# Memos of connection records (13 bytes <-> ConnSummary): every peer re-sends the same
+# records with each version of its entry. Bounded; cleared when full. Caches only.
+_V4_CONNS: dict[bytes, ConnSummary] = {}
+_ENCODED: dict[ConnSummary, bytes] = {}  # and the other way round, for encoding
+_CACHE_SIZE: Final = 1 << 16
 _V4, _V6, _TEXT = 0x00, 0x10, 0x20
 
 
@@ -49,6 +54,11 @@ def _name(raw: bytes) -> PeerName:
 
 def encode_address(address: str) -> bytes:
     host, _, port = address.rpartition(":")
+    octets = host.split(".")
+    if len(octets) == 4 and all(o.isdigit() and len(o) <= 3 for o in octets) and port.isdigit():
+        values = [int(o) for o in octets]
+        if max(values) < 256 and 0 < int(port) < 65536:  # the common case, without ipaddress
+            return bytes([_V4, *values]) + int(port).to_bytes(2, "big")
     try:
         ip = ipaddress.ip_address(host.strip("[]"))
         return bytes([_V4 if ip.version == 4 else _V6]) + ip.packed + int(port).to_bytes(2, "big")
@@ -64,9 +74,15 @@ def _encode_entry(e: PeerEntry) -> bytes:
     parts = [_HEAD.pack(e.name.to_bytes6(), e.uid, e.version, e.short_id, len(nick)), nick,
              len(e.connections).to_bytes(2, "big")]
     for c in e.connections:
-        addr = encode_address(c.address)
-        flags = (_OUT if c.outbound else 0) | (_EST if c.established else 0) | addr[0]
-        parts.append(c.name.to_bytes6() + bytes([flags]) + addr[1:])
+        raw = _ENCODED.get(c)
+        if raw is None:
+            addr = encode_address(c.address)
+            flags = (_OUT if c.outbound else 0) | (_EST if c.established else 0) | addr[0]
+            raw = c.name.to_bytes6() + bytes([flags]) + addr[1:]
+            if len(_ENCODED) >= _CACHE_SIZE:
+                _ENCODED.clear()
+            _ENCODED[c] = raw
+        parts.append(raw)
     return b"".join(parts)
 
 
@@ -147,8 +163,15 @@ def _decode_entries(payload: bytes, count: int) -> list[PeerEntry]:
         conns: list[ConnSummary] = []
         last = -1
         for _ in range(nconn):
+            if (flags := view[pos + 6]) & 0x30 == _V4 and (
+                    hit := _V4_CONNS.get(key := bytes(view[pos : pos + 13]))) is not None:
+                if hit.name <= last or hit.name == name:
+                    raise ProtocolError(f"malformed connection list in the entry of {name}")
+                last = hit.name
+                conns.append(hit)
+                pos += 13
+                continue
             remote = int.from_bytes(view[pos : pos + 6], "big")
-            flags = view[pos + 6]
             pos += 7
             family = flags & 0x30
             if family == _V4:
@@ -170,8 +193,12 @@ def _decode_entries(payload: bytes, count: int) -> list[PeerEntry]:
             if remote <= last or remote == name or flags & 0xCC:
                 raise ProtocolError(f"malformed connection list in the entry of {name}")
             last = remote
-            conns.append(ConnSummary(PeerName(remote), address, bool(flags & _OUT),
-                                     bool(flags & _EST)))
+            conns.append(summary := ConnSummary(PeerName(remote), address, bool(flags & _OUT),
+                                                bool(flags & _EST)))
+            if family == _V4:
+                if len(_V4_CONNS) >= _CACHE_SIZE:
+                    _V4_CONNS.clear()
+                _V4_CONNS[key] = summary
         if pos > len(payload):
             raise ProtocolError("truncated topology entry")
         entries.append(PeerEntry(name, nickname, uid, version, short_id, tuple(conns)))
