@@ -19,20 +19,30 @@ State, and its invariants:
 
 Peer discovery, GC and route caches are refreshed ``SETTLE`` seconds after a topology change,
 coalescing bursts (the original defers route recalculation by 100 ms the same way); the
-relay of a change is never deferred. Status rendering lives in ``mesh_status.py``.
+relay of a change is never deferred. Gossip relaying lives in ``mesh_gossip.py`` (the base
+class), status rendering in ``mesh_status.py``, the action and config types in
+``mesh_types.py`` (re-exported here: the driver imports them from this module).
 """
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 from weave_cli.errors import ProtocolError
 from weave_cli.router.channels import ChannelHandler, TopologyChannel
-from weave_cli.router.gossip import CHANNEL_RE, GossipMessage, decode_gossip, encode_gossip
+from weave_cli.router.gossip import GossipMessage, encode_gossip
+from weave_cli.router.mesh_gossip import TOPOLOGY, GossipPlane
 from weave_cli.router.mesh_status import render_status
+from weave_cli.router.mesh_types import (
+    Action,
+    Close,
+    Conn,
+    Dial,
+    MeshConfig,
+    Send,
+    TargetsChanged,
+)
 from weave_cli.router.peer import PeerName
 from weave_cli.router.protocol import (
     Closed,
@@ -41,78 +51,17 @@ from weave_cli.router.protocol import (
     LocalIdentity,
     MessageReceived,
     MessageTag,
-    ProtocolSettings,
-    RemoteIdentity,
 )
-from weave_cli.router.targets import TargetSet, address_key, parse_peer
+from weave_cli.router.targets import TargetSet, discovered
 from weave_cli.router.topology import ConnSummary, PeerEntry, Topology
 
 SETTLE = 0.1
-TOPOLOGY = "topology"
 SELF_CONNECTION = "cannot connect to ourself"
+__all__ = ["Action", "Close", "Conn", "Dial", "MeshConfig", "MeshCore", "Send", "TargetsChanged",
+           "TOPOLOGY"]
 
 
-@dataclass(frozen=True)
-class MeshConfig:
-    name: PeerName
-    nickname: str
-    uid: int
-    port: int = 6783
-    conn_limit: int = 200  # 0 = unlimited
-    discovery: bool = True
-    gossip_interval: float = 30.0  # periodic anti-entropy
-    protocol: ProtocolSettings = ProtocolSettings()
-    retry_initial: float = 2.0
-    retry_max: float = 60.0
-
-
-@dataclass(frozen=True)
-class Dial:
-    target: str
-    host: str
-    port: int
-
-
-@dataclass(frozen=True)
-class Send:
-    conn: int
-    data: bytes
-
-
-@dataclass(frozen=True)
-class Close:
-    conn: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class TargetsChanged:
-    targets: tuple[str, ...]
-
-
-Action = Dial | Send | Close | TargetsChanged
-
-
-@dataclass
-class Conn:
-    id: int
-    proto: ConnectionProtocol
-    address: tuple[str, int]
-    outbound: bool
-    target: str | None
-    remote: RemoteIdentity | None = None
-    conn_uid: int = 0
-    established_at: float | None = None
-    superseded: bool = False  # closed as a duplicate: its target is satisfied by the survivor
-    data_path_confirmed: bool = True  # hook: the overlay will confirm the data path later
-    extra: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def address_text(self) -> str:
-        return address_key(*self.address)
-
-
-class MeshCore:
+class MeshCore(GossipPlane):
     def __init__(self, config: MeshConfig, *, now: float, rng: random.Random,
                  targets: Iterable[str] = ()) -> None:
         self.config, self.rng = config, rng
@@ -214,25 +163,6 @@ class MeshCore:
         out, self._actions = self._actions, []
         return out
 
-    # -- channels -----------------------------------------------------------------------------
-
-    def register_channel(self, name: str, handler: ChannelHandler) -> None:
-        if not CHANNEL_RE.match(name) or name in self.channels:
-            raise ValueError(f"gossip channel {name!r} is invalid or already registered")
-        self.channels[name] = handler
-
-    def broadcast(self, channel: str, payload: bytes) -> None:
-        self._relay(channel, self.config.name, payload, None)
-        self._flush()
-
-    def unicast(self, channel: str, dst: PeerName, payload: bytes) -> None:
-        hop = self.topology.next_hop(dst)
-        if hop is not None:
-            msg = GossipMessage(channel, self.config.name, dst, payload)
-            self._send(self.active[hop], MessageTag.GOSSIP_UNICAST,
-                       encode_gossip(MessageTag.GOSSIP_UNICAST, msg))
-        self._flush()
-
     # -- accessors ----------------------------------------------------------------------------
 
     def peer_names(self) -> list[PeerName]:
@@ -320,86 +250,6 @@ class MeshCore:
             else:
                 self.targets.failed(target.key, reason, now, self.rng)
 
-    # -- gossip -------------------------------------------------------------------------------
-
-    def _on_message(self, c: Conn, event: MessageReceived) -> None:
-        assert c.remote is not None
-        if event.tag == MessageTag.OVERLAY_CONTROL:
-            return
-        msg = decode_gossip(event.tag, event.body)
-        handler = self.channels.get(msg.channel)
-        if handler is None:
-            return
-        if event.tag == MessageTag.GOSSIP:
-            replies, news = handler.on_gossip(c.remote.name, msg.payload)
-            for reply in replies:
-                self._send(c, MessageTag.GOSSIP, encode_gossip(MessageTag.GOSSIP, GossipMessage(
-                    msg.channel, self.config.name, None, reply)))
-            if news is not None:
-                self._relay(msg.channel, self.config.name, news, None)
-        elif event.tag == MessageTag.GOSSIP_BROADCAST:
-            if msg.src != self.config.name:
-                relay = handler.on_broadcast(msg.src, msg.payload)
-                if relay is not None:
-                    body = event.body if relay is msg.payload else None
-                    self._relay(msg.channel, msg.src, relay, c.id, body)
-        elif msg.dst == self.config.name:
-            handler.on_unicast(msg.src, msg.payload)
-        elif msg.dst is not None and (hop := self.topology.next_hop(msg.dst)) is not None:
-            if self.active[hop] != c.id:
-                self._send(self.conns[self.active[hop]], MessageTag.GOSSIP_UNICAST, event.body)
-        self._after_topology()
-
-    def _relay(self, channel: str, src: PeerName, payload: bytes, exclude: int | None,
-               body: bytes | None = None) -> None:
-        """Send a broadcast to our children in ``src``'s tree (``body`` if already encoded).
-        Our own broadcasts go to every connected peer: a neighbour whose entry has not yet
-        reached us is not in our tree, but must not miss what we send meanwhile."""
-        if src == self.config.name:
-            children: Iterable[PeerName] = sorted(self.active)
-        else:
-            children = self.topology.broadcast_children(src)
-        for child in children:
-            conn = self.active.get(child)
-            if conn is not None and conn != exclude:
-                if body is None:
-                    body = encode_gossip(MessageTag.GOSSIP_BROADCAST,
-                                         GossipMessage(channel, src, None, payload))
-                self._send(self.conns[conn], MessageTag.GOSSIP_BROADCAST, body)
-
-    def _send(self, c: Conn | int, tag: MessageTag, body: bytes) -> None:
-        conn = c if isinstance(c, Conn) else self.conns.get(c)
-        if conn is None or conn.proto.state != "established":
-            return
-        try:
-            conn.proto.send_message(tag, body)
-        except ProtocolError:
-            return  # too big for this peer: anti-entropy sends it in smaller pieces
-        self._touched.add(conn.id)
-
-    def _anti_entropy_round(self) -> None:
-        peers = sorted(self.active)
-        if not peers:
-            return
-        k = min(len(peers), max(1, 2 * math.ceil(math.log2(len(peers) + 1))))
-        for peer in self.rng.sample(peers, k):
-            for name, handler in self.channels.items():
-                self._send(self.active[peer], MessageTag.GOSSIP, encode_gossip(
-                    MessageTag.GOSSIP,
-                    GossipMessage(name, self.config.name, None, handler.digest())))
-
-    def _after_topology(self) -> None:
-        if self.topo_channel.bumped:
-            self.topo_channel.bumped = False
-            self._announce([self.topology.local])
-        if self.topo_channel.changed:
-            self.topo_channel.changed = False
-            self._settle_pending = True
-
-    def _announce(self, entries: list[PeerEntry]) -> None:
-        for payload in self.topo_channel.announce(entries):
-            self._relay(TOPOLOGY, self.config.name, payload, None)
-
     # -- bookkeeping --------------------------------------------------------------------------
 
     def _finish(self, now: float) -> None:
@@ -425,31 +275,14 @@ class MeshCore:
             self._actions.append(Dial(target.key, target.host, target.port))
         self._flush()
 
-    def _flush(self) -> None:
-        for cid in sorted(self._touched):
-            c = self.conns.get(cid)
-            if c is not None and (data := c.proto.data_to_send()):
-                self._actions.append(Send(cid, data))
-        self._touched.clear()
-
     def _settle(self, now: float) -> None:
         """Deferred work after topology changes: GC, then peer discovery."""
         self._settle_at = None
         self.topology.gc()
         if not self.config.discovery:
             return
-        me, keys = self.config.name, set()
-        for entry in self.topology.entries.values():
-            if entry.name == me:
-                continue
-            for cs in entry.connections:
-                if cs.name == me or cs.name in self.active:
-                    continue
-                if cs.outbound:
-                    keys.add(cs.address)
-                else:
-                    host, _ = parse_peer(cs.address, self.config.port)
-                    keys.add(address_key(host, self.config.port))
+        keys = discovered(self.topology.entries.values(), self.config.name, set(self.active),
+                          self.config.port)
         self.targets.set_discovered(keys, now)
 
     def _summaries(self) -> list[ConnSummary]:

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from weave_cli.router.peer import PeerName
+from weave_cli.router.topology import PeerEntry
 
 STABLE_AFTER = 60.0
 Phase = Literal["waiting", "attempting", "connected"]
@@ -200,3 +201,21 @@ class TargetSet:
         for target in list(self.targets.values()):
             if target.phase == "connected" and target.peer == peer:
                 self.failed(target.key, reason, now, rng)
+
+
+def discovered(entries: Iterable[PeerEntry], me: PeerName, connected: set[PeerName],
+               port: int) -> set[str]:
+    """Addresses of peers that others report and we are not connected to: an outbound
+    connection's remote address; for an inbound one, the remote IP with our port."""
+    keys: set[str] = set()
+    for entry in entries:
+        if entry.name == me:
+            continue
+        for cs in entry.connections:
+            if cs.name == me or cs.name in connected:
+                continue
+            if cs.outbound:
+                keys.add(cs.address)
+            else:
+                keys.add(address_key(parse_peer(cs.address, port)[0], port))
+    return keys

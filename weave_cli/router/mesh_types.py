@@ -1,0 +1,78 @@
+"""The vocabulary between ``MeshCore`` and its driver: configuration, actions, connections.
+
+Actions are what the core asks the driver to do; the driver carries them out in order:
+
+* ``Dial``: open TCP to host:port, then call ``connection_opened(..., target=target)`` or
+  ``dial_failed(target, error)``;
+* ``Send``: write the bytes to that connection;
+* ``Close``: close that socket (the core has already forgotten the connection);
+* ``TargetsChanged``: persist the direct targets (for ``--resume``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from weave_cli.router.peer import PeerName
+from weave_cli.router.protocol import ConnectionProtocol, ProtocolSettings, RemoteIdentity
+from weave_cli.router.targets import address_key
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    name: PeerName
+    nickname: str
+    uid: int
+    port: int = 6783
+    conn_limit: int = 200  # 0 = unlimited
+    discovery: bool = True
+    gossip_interval: float = 30.0  # periodic anti-entropy
+    protocol: ProtocolSettings = ProtocolSettings()
+    retry_initial: float = 2.0
+    retry_max: float = 60.0
+
+
+@dataclass(frozen=True)
+class Dial:
+    target: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Send:
+    conn: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Close:
+    conn: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class TargetsChanged:
+    targets: tuple[str, ...]
+
+
+Action = Dial | Send | Close | TargetsChanged
+
+
+@dataclass
+class Conn:
+    id: int
+    proto: ConnectionProtocol
+    address: tuple[str, int]
+    outbound: bool
+    target: str | None
+    remote: RemoteIdentity | None = None
+    conn_uid: int = 0
+    established_at: float | None = None
+    superseded: bool = False  # closed as a duplicate: its target is satisfied by the survivor
+    data_path_confirmed: bool = True  # hook: the overlay will confirm the data path later
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def address_text(self) -> str:
+        return address_key(*self.address)
