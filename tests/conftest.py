@@ -31,6 +31,12 @@ def run_weave(*args: str, env: dict[str, str] | None = None, timeout: float = 60
     )
 
 
+@pytest.fixture
+def weave_run() -> object:
+    """The CLI as a subprocess: ``weave_run("status", env={...})``."""
+    return run_weave
+
+
 def lab_available() -> str | None:
     if os.geteuid() != 0:
         return "lab tests need root"

@@ -1,0 +1,167 @@
+"""``weave launch`` and the launching half of ``weave join``.
+
+The CLI validates the options into a ``LaunchConfig``, writes it to $WEAVE_RUN_DIR/launch.json
+(0600), starts ``weave-router supervise`` (or ``run`` with --no-restart) detached in its own
+session with output to $WEAVE_RUN_DIR/weave.log, and waits until the router answers ready.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Annotated, Optional
+
+import typer
+
+from weave_cli.config import LaunchConfig
+from weave_cli.errors import AlreadyRunningError, RouterError, TimeoutError_
+from weave_cli.names import Paths
+
+READY_TIMEOUT = 30.0
+
+PeersArg = Annotated[Optional[list[str]], typer.Argument(help="Peers to connect to: host[:port].", show_default=False)]
+NameOpt = Annotated[Optional[str], typer.Option("--name", help="Peer name (MAC format); default: random, then persisted.")]
+NickOpt = Annotated[Optional[str], typer.Option("--nickname", help="Human-readable peer name; default: the host name.")]
+PortOpt = Annotated[str, typer.Option("--port", help="Mesh port (TCP control, UDP data).")]
+ConnLimitOpt = Annotated[int, typer.Option("--conn-limit", help="Maximum connections (0 = unlimited).")]
+NoDiscoveryOpt = Annotated[bool, typer.Option("--no-discovery", help="Do not connect to peers learned by gossip.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Reconnect to the persisted targets.")]
+NoRestartOpt = Annotated[bool, typer.Option("--no-restart", help="Do not restart the router when it crashes.")]
+LogLevelOpt = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+HttpAddrOpt = Annotated[Optional[str], typer.Option("--http-addr", help="Also serve the full control API on this TCP address (e.g. 127.0.0.1:6784).")]
+StatusAddrOpt = Annotated[str, typer.Option("--status-addr", help="Read-only status address ('' disables).")]
+HostOpt = Annotated[str, typer.Option("--host", help="Address the mesh listens on.")]
+HeartbeatOpt = Annotated[float, typer.Option("--heartbeat-interval", hidden=True)]
+GossipOpt = Annotated[float, typer.Option("--gossip-interval", hidden=True)]
+RetryMaxOpt = Annotated[float, typer.Option("--retry-max", hidden=True)]
+
+
+def build_config(
+    peers: list[str] | None,
+    *,
+    name: str | None,
+    nickname: str | None,
+    port: str,
+    conn_limit: int,
+    no_discovery: bool,
+    resume: bool,
+    no_restart: bool,
+    log_level: str,
+    http_addr: str | None,
+    status_addr: str,
+    host: str,
+    heartbeat_interval: float,
+    gossip_interval: float,
+    retry_max: float,
+) -> LaunchConfig:
+    from weave_cli.config import parse_port
+
+    return LaunchConfig(
+        peers=list(peers or []),
+        name=name,
+        nickname=nickname,
+        host=host,
+        port=parse_port(port),
+        conn_limit=conn_limit,
+        discovery=not no_discovery,
+        resume=resume,
+        restart=not no_restart,
+        log_level=log_level,
+        http_addr=http_addr or None,
+        status_addr=status_addr or None,
+        heartbeat_interval=heartbeat_interval,
+        gossip_interval=gossip_interval,
+        retry_max=retry_max,
+    ).validate()
+
+
+def running_pid(paths: Paths) -> int | None:
+    """The launcher's (or router's) pid if one runs; stale pid files are removed."""
+    from weave_cli.router import state
+
+    return state.read_pid(paths.launcher_pidfile) or state.read_pid(paths.router_pidfile)
+
+
+def start_router(cfg: LaunchConfig, paths: Paths) -> str:
+    """Start the router detached, wait until ready, return its peer name."""
+    from weave_cli.client import RouterClient
+    from weave_cli.router import state
+
+    state.ensure_dirs(paths)
+    pid = running_pid(paths)
+    client = RouterClient(paths, timeout=2.0)
+    if pid is not None or client.ready():
+        raise AlreadyRunningError(
+            "weave is already running" + (f" (pid {pid})" if pid else ""),
+            "use 'weave connect PEER' to add peers, or 'weave stop' first",
+        )
+    state.remove_quietly(paths.socket)
+    state.write_atomic(paths.launch_config, cfg.to_json())
+    env = {k: v for k, v in os.environ.items() if k not in ("WEAVE_SUPERVISED", "WEAVE_RESTART_COUNT")}
+    env["WEAVE_STATE_DIR"], env["WEAVE_RUN_DIR"] = str(paths.state_dir), str(paths.run_dir)
+    mode = "supervise" if cfg.restart else "run"
+    with open(paths.log_file, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "weave_cli.router.entry", mode],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            cwd="/",
+            env=env,
+        )
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if client.ready(timeout=1.0):
+            return str(client.call("GET", "/report").json()["Router"]["Name"])
+        code = proc.poll()
+        if code is not None and not (cfg.restart and code == 0):
+            raise RouterError(
+                f"the router exited during start-up: {_last_log_line(paths)}",
+                f"see {paths.log_file}",
+            )
+        time.sleep(0.05)
+    raise TimeoutError_(
+        f"the router did not become ready within {READY_TIMEOUT:.0f}s", f"see {paths.log_file}"
+    )
+
+
+def _last_log_line(paths: Paths) -> str:
+    try:
+        lines = paths.log_file.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    for line in reversed(lines):
+        if "ERROR" in line or "Error" in line:
+            return line.split(": ", 1)[-1]
+    return lines[-1] if lines else "no log"
+
+
+def launch(
+    peers: PeersArg = None,
+    name: NameOpt = None,
+    nickname: NickOpt = None,
+    port: PortOpt = "6783",
+    conn_limit: ConnLimitOpt = 200,
+    no_discovery: NoDiscoveryOpt = False,
+    resume: ResumeOpt = False,
+    no_restart: NoRestartOpt = False,
+    log_level: LogLevelOpt = "info",
+    http_addr: HttpAddrOpt = None,
+    status_addr: StatusAddrOpt = "127.0.0.1:6782",
+    host: HostOpt = "0.0.0.0",
+    heartbeat_interval: HeartbeatOpt = 5.0,
+    gossip_interval: GossipOpt = 30.0,
+    retry_max: RetryMaxOpt = 60.0,
+) -> None:
+    """Start the router on this host, optionally connecting to PEERs. Prints the peer name."""
+    cfg = build_config(
+        peers, name=name, nickname=nickname, port=port, conn_limit=conn_limit,
+        no_discovery=no_discovery, resume=resume, no_restart=no_restart, log_level=log_level,
+        http_addr=http_addr, status_addr=status_addr, host=host,
+        heartbeat_interval=heartbeat_interval, gossip_interval=gossip_interval, retry_max=retry_max,
+    )
+    print(start_router(cfg, Paths.from_env()))

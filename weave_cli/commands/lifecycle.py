@@ -1,0 +1,84 @@
+"""``weave stop``, ``weave reset`` and ``weave version``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from weave_cli import __version__
+from weave_cli.names import Paths
+
+STOP_GRACE = 10.0
+
+
+def stop_router(paths: Paths) -> bool:
+    """Stop the router (and its supervisor); True if one was running."""
+    from weave_cli.router import state
+
+    pids = [p for p in (state.read_pid(paths.launcher_pidfile), state.read_pid(paths.router_pidfile)) if p]
+    if not pids:
+        state.remove_quietly(paths.socket)
+        return False
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE
+    while time.monotonic() < deadline and any(state.pid_alive(p) for p in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        if state.pid_alive(pid):
+            _signal(pid, signal.SIGKILL)
+    for path in (paths.socket, paths.router_pidfile, paths.launcher_pidfile):
+        state.remove_quietly(path)
+    return True
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def stop() -> None:
+    """Stop the router on this host. Containers and the bridge stay as they are."""
+    if not stop_router(Paths.from_env()):
+        print("weave is not running", file=sys.stderr)
+
+
+def reset(
+    force: Annotated[bool, typer.Option("--force", help="Reset even if the router cannot be reached.")] = False,
+) -> None:
+    """Stop the router and remove its state and everything weave created on this host."""
+    from weave_cli.router import state
+
+    paths = Paths.from_env()
+    stop_router(paths)
+    for path in paths.owned_state_files() + paths.owned_run_files():
+        state.remove_quietly(path)
+    for directory in (paths.state_dir, paths.run_dir):
+        try:
+            directory.rmdir()  # only if empty: anything else there is not ours
+        except OSError:
+            pass
+
+
+def version() -> None:
+    """Print the CLI's version, and the router's if one answers within 0.2 s."""
+    print(f"weave {__version__}")
+    paths = Paths.from_env()
+    if not paths.socket.exists():
+        return
+    from weave_cli.client import RouterClient
+    from weave_cli.errors import NotRunningError
+
+    try:
+        resp = RouterClient(paths, timeout=0.2).request("GET", "/report", timeout=0.2)
+        if resp.status == 200:
+            print(f"weave router {resp.json().get('Version', '?')}")
+    except (NotRunningError, ValueError):
+        pass

@@ -1,0 +1,197 @@
+"""The composition root of ``weave-router run``: builds the mesh, the driver and the HTTP API.
+
+Start-up order: read the launch configuration, load (or create) the peer name, choose the
+initial targets (the launch peers, or the persisted ones with --resume or after a supervisor
+restart), listen on the mesh port, then serve the API. The router is ready — GET /status
+answers 200 — as soon as its listeners are up; readiness never waits for peers.
+
+Exit codes: 0 after SIGTERM/SIGINT; ``EXIT_NO_RESTART`` when the configuration or the
+environment makes a restart pointless (bad config, port in use, unusable state dir).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import re
+import socket
+import time
+from typing import Any
+
+from aiohttp import web
+
+from weave_cli import __version__
+from weave_cli.config import LaunchConfig, parse_http_addr
+from weave_cli.errors import WeaveError
+from weave_cli.names import Paths
+from weave_cli.router import state
+from weave_cli.router.driver import MeshDriver
+from weave_cli.router.http_api import Handlers, build_app
+from weave_cli.router.mesh import MeshConfig, MeshCore
+from weave_cli.router.peer import random_uid
+from weave_cli.router.protocol import ProtocolSettings
+from weave_cli.router.supervisor import EXIT_NO_RESTART
+
+log = logging.getLogger("weave.router")
+
+
+def host_nickname(hostname: str) -> str:
+    """The host name made into a valid nickname (first label kept whole when it fits)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", hostname).lstrip("._-")[:64]
+    return cleaned or "weave"
+
+
+class Router:
+    """Holds the running pieces; ``report()`` is the `weave report` document."""
+
+    def __init__(self, paths: Paths, cfg: LaunchConfig, rng: random.Random) -> None:
+        self.paths, self.cfg, self.rng = paths, cfg, rng
+        self.ready = False
+        self.runners: list[web.AppRunner] = []
+        self.driver: MeshDriver | None = None
+
+    async def report(self) -> dict[str, Any]:
+        assert self.driver is not None
+        router = await self.driver.query(lambda core, now: core.status(now, wall=time.time()))
+        return {
+            "Ready": self.ready,
+            "Version": __version__,
+            "VersionCheck": {"Enabled": False},
+            "Router": router,
+        }
+
+    async def connect(self, peers: list[str], replace: bool) -> None:
+        assert self.driver is not None
+        await self.driver.query(lambda core, now: core.connect(peers, now, replace=replace))
+
+    async def forget(self, peers: list[str], _replace: bool) -> None:
+        assert self.driver is not None
+        await self.driver.query(lambda core, now: core.forget(peers, now))
+
+    def initial_targets(self) -> list[str]:
+        restarted = int(os.environ.get("WEAVE_RESTART_COUNT", "0") or 0) > 0
+        if self.cfg.resume or restarted:
+            return state.load_targets(self.paths)
+        state.save_targets(self.paths, self.cfg.peers)
+        return list(self.cfg.peers)
+
+    async def start(self) -> None:
+        name = state.load_or_create_peer_name(self.paths, self.cfg.name, self.rng)
+        nickname = self.cfg.nickname or host_nickname(socket.gethostname())
+        loop = asyncio.get_running_loop()
+        hb = self.cfg.heartbeat_interval
+        mesh_config = MeshConfig(
+            name=name,
+            nickname=nickname,
+            uid=random_uid(self.rng),
+            port=self.cfg.port,
+            conn_limit=self.cfg.conn_limit,
+            discovery=self.cfg.discovery,
+            gossip_interval=self.cfg.gossip_interval,
+            protocol=ProtocolSettings(heartbeat_interval=hb, heartbeat_timeout=4 * hb),
+            retry_max=self.cfg.retry_max,
+        )
+        core = MeshCore(mesh_config, now=loop.time(), rng=self.rng, targets=self.initial_targets())
+        self.driver = MeshDriver(
+            core,
+            host=self.cfg.host,
+            port=self.cfg.port,
+            on_targets=lambda targets: state.save_targets(self.paths, targets),
+        )
+        await self.driver.start()
+        log.info("Communication between peers is unencrypted.")
+        log.info("Our name is %s(%s)", name, nickname)
+        await self._serve_http()
+        self.ready = True
+
+    async def _serve_http(self) -> None:
+        handlers = Handlers(self.report, self.connect, self.forget)
+        full = web.AppRunner(build_app(handlers, full=True), access_log=None)
+        await full.setup()
+        self.runners.append(full)
+        sock_path = self.paths.socket
+        state.remove_quietly(sock_path)
+        old_umask = os.umask(0o177)
+        try:
+            await web.UnixSite(full, str(sock_path)).start()
+        finally:
+            os.umask(old_umask)
+        os.chmod(sock_path, 0o600)
+        if self.cfg.http_addr:
+            host, port = parse_http_addr(self.cfg.http_addr)
+            await web.TCPSite(full, host, port).start()
+        if self.cfg.status_addr:
+            host, port = parse_http_addr(self.cfg.status_addr)
+            status = web.AppRunner(build_app(handlers, full=False), access_log=None)
+            await status.setup()
+            self.runners.append(status)
+            try:
+                await web.TCPSite(status, host, port).start()
+            except OSError as err:
+                log.warning("status address %s unavailable: %s", self.cfg.status_addr, err.strerror)
+
+    async def stop(self) -> None:
+        for runner in self.runners:
+            await runner.cleanup()
+        if self.driver is not None:
+            await self.driver.shutdown()
+
+
+async def serve(paths: Paths, cfg: LaunchConfig) -> int:
+    router = Router(paths, cfg, random.Random(int.from_bytes(os.urandom(16), "big")))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await router.start()
+    except OSError as err:
+        log.error("cannot listen on port %d: %s", cfg.port, err.strerror or err)
+        await router.stop()
+        return EXIT_NO_RESTART
+    assert router.driver is not None
+    owner = asyncio.ensure_future(router.driver.run())
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({owner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if owner.done() and owner.exception() is not None:
+        log.error("mesh task failed", exc_info=owner.exception())
+        await router.stop()
+        return 1
+    owner.cancel()
+    stopper.cancel()
+    log.info("stopping")
+    await router.stop()
+    return 0
+
+
+def main(paths: Paths) -> int:
+    supervised = os.environ.get("WEAVE_SUPERVISED") == "1"
+    try:
+        cfg = LaunchConfig.from_json(paths.launch_config.read_text())
+    except (OSError, ValueError, WeaveError) as err:
+        print(f"weave-router: cannot read {paths.launch_config}: {err}", flush=True)
+        return EXIT_NO_RESTART
+    logging.basicConfig(
+        level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        state.ensure_dirs(paths)
+    except WeaveError as err:
+        log.error("%s", err)
+        return EXIT_NO_RESTART
+    state.write_pid(paths.router_pidfile)
+    if not supervised:
+        state.write_pid(paths.launcher_pidfile)
+    try:
+        return asyncio.run(serve(paths, cfg))
+    except WeaveError as err:
+        log.error("%s", err)
+        return EXIT_NO_RESTART
+    finally:
+        state.remove_quietly(paths.socket)
+        state.remove_quietly(paths.router_pidfile)
+        if not supervised:
+            state.remove_quietly(paths.launcher_pidfile)

@@ -1,0 +1,197 @@
+"""Moves bytes between TCP sockets and the pure ``MeshCore``.
+
+One task (``run``) owns the core: every other task — socket readers, dialers, HTTP handlers —
+only puts closures into ``inbox``; ``run`` applies them in order, then carries out the actions
+the core asked for (dial, send, close, persist targets) and sleeps until the core's next
+deadline or the next message. No locks, and the core never sees a socket.
+
+Connection ids are small integers chosen here; the core only knows those ids.
+Inbound accepts are rate-limited by a token bucket before anything is read, so a flood of
+connections cannot starve established peers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from weave_cli.router.mesh import Close, Dial, MeshCore, Send, TargetsChanged
+
+log = logging.getLogger("weave.mesh")
+T = TypeVar("T")
+READ_CHUNK = 256 * 1024
+MAX_WRITE_BUFFER = 32 * 1024 * 1024
+DIAL_TIMEOUT = 10.0
+
+
+class TokenBucket:
+    """``capacity`` tokens, one added every ``refill`` seconds; time is passed in."""
+
+    def __init__(self, capacity: int, refill: float, now: float) -> None:
+        self.capacity, self.refill = capacity, refill
+        self.tokens, self.stamp = float(capacity), now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) / self.refill)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class MeshDriver:
+    def __init__(
+        self,
+        core: MeshCore,
+        *,
+        host: str,
+        port: int,
+        on_targets: Callable[[list[str]], None],
+    ) -> None:
+        self.core = core
+        self.host, self.port = host, port
+        self.on_targets = on_targets
+        self.inbox: asyncio.Queue[Callable[[float], None]] = asyncio.Queue()
+        self.writers: dict[int, asyncio.StreamWriter] = {}
+        self.readers: dict[int, asyncio.Task[None]] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.next_id = 1
+        self.loop = asyncio.get_running_loop()
+        self.accepts = TokenBucket(20, 0.05, self.loop.time())
+        self.server: asyncio.Server | None = None
+
+    # --- inputs -------------------------------------------------------------------------
+    def submit(self, fn: Callable[[float], None]) -> None:
+        self.inbox.put_nowait(fn)
+
+    async def query(self, fn: Callable[[MeshCore, float], T]) -> T:
+        """Run ``fn`` on the core inside the owner task and return its result."""
+        fut: asyncio.Future[T] = self.loop.create_future()
+
+        def apply(now: float) -> None:
+            try:
+                fut.set_result(fn(self.core, now))
+            except Exception as err:  # handed to the caller, which translates it
+                fut.set_exception(err)
+
+        self.submit(apply)
+        return await fut
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._accepted, self.host, self.port, limit=READ_CHUNK)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.accepts.take(self.loop.time()):
+            writer.transport.abort()
+            return
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        self._register(reader, writer, (str(peer[0]), int(peer[1])), outbound=False, target=None)
+
+    def _register(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        addr: tuple[str, int],
+        *,
+        outbound: bool,
+        target: str | None,
+    ) -> None:
+        cid, self.next_id = self.next_id, self.next_id + 1
+        self.writers[cid] = writer
+        self.submit(lambda now: self.core.connection_opened(cid, addr, outbound, now, target=target))
+        self.readers[cid] = asyncio.ensure_future(self._read_loop(cid, reader))
+
+    async def _read_loop(self, cid: int, reader: asyncio.StreamReader) -> None:
+        reason = "connection closed by peer"
+        try:
+            while chunk := await reader.read(READ_CHUNK):
+                self.submit(lambda now, c=chunk: self.core.connection_data(cid, c, now))
+        except (OSError, asyncio.IncompleteReadError) as err:
+            reason = f"read error: {err.strerror or err}" if isinstance(err, OSError) else str(err)
+        except asyncio.CancelledError:
+            return
+        self.submit(lambda now: self.core.connection_closed(cid, reason, now))
+
+    async def _dial(self, target: str, host: str, port: int) -> None:
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, limit=READ_CHUNK), DIAL_TIMEOUT
+            )
+        except (OSError, asyncio.TimeoutError) as err:
+            what = (err.strerror or str(err)).lower() if isinstance(err, OSError) else "timed out"
+            error = f"dial tcp {host}:{port}: {what}"
+            self.submit(lambda now: self.core.dial_failed(target, error, now))
+            return
+        peer = writer.get_extra_info("peername") or (host, port)
+        self._register(reader, writer, (str(peer[0]), int(peer[1])), outbound=True, target=target)
+
+    # --- the owner task -----------------------------------------------------------------
+    async def run(self) -> None:
+        while True:
+            deadline = self.core.next_deadline()
+            now = self.loop.time()
+            timeout = None if deadline is None else max(0.0, deadline - now)
+            try:
+                fn = await asyncio.wait_for(self.inbox.get(), timeout)
+            except asyncio.TimeoutError:
+                fn = None
+            now = self.loop.time()
+            if fn is not None:
+                fn(now)
+                while not self.inbox.empty():  # drain what is already queued
+                    self.inbox.get_nowait()(now)
+            deadline = self.core.next_deadline()
+            if deadline is not None and deadline <= now:
+                self.core.tick(now)
+            self._carry_out()
+
+    def _carry_out(self) -> None:
+        for action in self.core.actions():
+            if isinstance(action, Send):
+                writer = self.writers.get(action.conn)
+                if writer is None or writer.is_closing():
+                    continue
+                writer.write(action.data)
+                if writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+                    log.warning("connection %d: peer is not reading; closing", action.conn)
+                    self._close(action.conn)
+                    self.submit(
+                        lambda now, c=action.conn: self.core.connection_closed(
+                            c, "send buffer full: peer is not reading", now
+                        )
+                    )
+            elif isinstance(action, Close):
+                self._close(action.conn)
+            elif isinstance(action, Dial):
+                self._spawn(self._dial(action.target, action.host, action.port))
+            elif isinstance(action, TargetsChanged):
+                try:
+                    self.on_targets(list(action.targets))
+                except Exception as err:  # persistence must not stop the mesh
+                    log.error("cannot persist targets: %s", err)
+
+    def _close(self, cid: int) -> None:
+        writer = self.writers.pop(cid, None)
+        reader = self.readers.pop(cid, None)
+        if reader is not None:
+            reader.cancel()
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def shutdown(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for cid in list(self.writers):
+            self._close(cid)
+        for task in list(self.tasks):
+            task.cancel()
