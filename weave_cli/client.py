@@ -10,8 +10,8 @@ an HTTP error status becomes ``RouterError`` carrying the body the router sent.
 
 from __future__ import annotations
 
-import http.client
 import json
+import os
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -23,20 +23,48 @@ from weave_cli.names import STATUS_PORT, Paths
 MAX_RESPONSE = 16 * 1024 * 1024
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
+def _exchange(
+    sock: socket.socket, method: str, url: str, body: bytes | None, headers: dict[str, str]
+) -> tuple[int, bytes]:
+    """One HTTP/1.1 request with ``Connection: close``; the response is read to EOF.
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+    The router's responses are small and always carry Content-Length or end at close, so a
+    bounded read to EOF is all the parsing needed; http.client would cost ~15 ms of imports
+    on every CLI start.
+    """
+    lines = [f"{method} {url} HTTP/1.1", "Host: localhost", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    lines.append(f"Content-Length: {len(body or b'')}")
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b""))
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_RESPONSE:
+            raise OSError("response too large")
+    raw = b"".join(chunks)
+    head, sep, payload = raw.partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].split()
+    if not sep or len(status_line) < 2 or not status_line[1].isdigit():
+        raise OSError("malformed HTTP response")
+    if b"transfer-encoding: chunked" in head.lower():
+        payload = _dechunk(payload)
+    return int(status_line[1]), payload
+
+
+def _dechunk(data: bytes) -> bytes:
+    out: list[bytes] = []
+    pos = 0
+    while True:
+        line_end = data.find(b"\r\n", pos)
+        if line_end < 0:
+            raise OSError("malformed chunked body")
+        length = int(data[pos:line_end].split(b";")[0] or b"0", 16)
+        if length == 0:
+            return b"".join(out)
+        out.append(data[line_end + 2 : line_end + 2 + length])
+        pos = line_end + 2 + length + 2
 
 
 @dataclass(frozen=True)
@@ -72,34 +100,35 @@ class RouterClient:
         hdrs = dict(headers or {})
         if body is not None:
             hdrs["Content-Type"] = "application/x-www-form-urlencoded"
-        conn = self._connection(method, timeout if timeout is not None else self.timeout)
         try:
-            conn.request(method, url, body=body, headers=hdrs)
-            resp = conn.getresponse()
-            data = resp.read(MAX_RESPONSE)
-            return Response(resp.status, data)
-        except (ConnectionError, FileNotFoundError, socket.timeout, OSError) as err:
+            sock = self._connect(method, timeout if timeout is not None else self.timeout)
+            with sock:
+                status, data = _exchange(sock, method, url, body, hdrs)
+            return Response(status, data)
+        except (ValueError, OSError) as err:
             raise NotRunningError(
                 f"weave router is not running (no answer at {self.paths.socket}: {_reason(err)})",
                 "start it with 'weave launch'",
             ) from None
-        finally:
-            conn.close()
 
-    def _connection(self, method: str, timeout: float) -> http.client.HTTPConnection:
+    def _connect(self, method: str, timeout: float) -> socket.socket:
+        """The control socket; read-only calls fall back to the status port without access."""
         sock_path = self.paths.socket
-        try:
-            sock_path.stat()
-        except PermissionError:
+        if not os.access(sock_path, os.R_OK | os.W_OK) and sock_path.exists():
             if method != "GET":
                 raise NotRunningError(
                     f"cannot reach the control socket {sock_path}: permission denied",
                     "run this command as root (sudo)",
-                ) from None
-            return http.client.HTTPConnection("127.0.0.1", STATUS_PORT, timeout=timeout)
-        except FileNotFoundError:
-            pass
-        return _UnixConnection(str(sock_path), timeout)
+                )
+            return socket.create_connection(("127.0.0.1", STATUS_PORT), timeout=timeout)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(sock_path))
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     def call(self, method: str, url: str, **kw: Any) -> Response:
         """Like ``request`` but turns any non-2xx status into ``RouterError``."""
@@ -123,4 +152,6 @@ def _reason(err: BaseException) -> str:
         return "connection refused"
     if isinstance(err, socket.timeout):
         return "timed out"
-    return err.strerror or type(err).__name__ if isinstance(err, OSError) else str(err)
+    if isinstance(err, OSError):
+        return err.strerror or str(err) or type(err).__name__
+    return str(err)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from weave_cli.template import format_value
+from weave_cli.gofmt import format_value
 
 if TYPE_CHECKING:
     from rich.text import Text

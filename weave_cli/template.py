@@ -51,10 +51,10 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, NoReturn, Union
 
 from weave_cli.errors import UsageError
+from weave_cli.gofmt import format_value, go_float, go_quote, go_type, sorted_keys
 
 __all__ = ["MAX_DEPTH", "MAX_OUTPUT_CHARS", "MAX_STEPS", "MAX_TEMPLATE_BYTES", "format_value",
            "render_template"]
@@ -435,92 +435,8 @@ class _Parser:
         _fail(t.pos, f"unexpected {t.value!r} in command")  # pragma: no cover - lexer kinds
 
 
-# ------------------------------------------------------------------------------ Go fmt helpers
-
-
-def _go_type(v: Any) -> str:
-    if v is None:
-        return "<nil>"
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int):
-        return "int"
-    if isinstance(v, float):
-        return "float64"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, (list, tuple)):
-        return "[]interface {}"
-    if isinstance(v, dict):
-        return "map[string]interface {}"
-    return type(v).__name__
-
-
-def _go_float(f: float) -> str:
-    """Go's ``%v`` for a float64: shortest digits; exponent form below 1e-4 or from 1e21."""
-    if math.isnan(f):
-        return "NaN"
-    if math.isinf(f):
-        return "+Inf" if f > 0 else "-Inf"
-    if f == 0:
-        return "-0" if math.copysign(1.0, f) < 0 else "0"
-    d = Decimal(repr(f)).normalize()
-    exp = d.adjusted()
-    if -4 <= exp < 21:
-        return format(d, "f")
-    digits = "".join(map(str, d.as_tuple().digits))
-    mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-    return f"{'-' if f < 0 else ''}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
-
-
-def _sorted_keys(d: dict[Any, Any]) -> list[Any]:
-    try:
-        return sorted(d)
-    except TypeError:
-        return sorted(d, key=repr)
-
-
-def format_value(v: Any) -> str:
-    """Go's ``fmt`` ``%v`` of a decoded JSON value (a null is ``<nil>``)."""
-    if v is None:
-        return "<nil>"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return _go_float(v)
-    if isinstance(v, (int, str)):
-        return str(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + " ".join(format_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "map[" + " ".join(f"{format_value(k)}:{format_value(v[k])}"
-                                 for k in _sorted_keys(v)) + "]"
-    return str(v)
-
-
-def _go_quote(s: str, ascii_only: bool = False, quote: str = '"') -> str:
-    """Go's ``strconv.Quote`` (``QuoteToASCII`` with ``ascii_only``; runes with ``quote="'"``)."""
-    out = [quote]
-    for ch in s:
-        cp = ord(ch)
-        if ch == quote or ch == "\\":
-            out.append("\\" + ch)
-        elif ch in "\a\b\f\n\r\t\v":
-            out.append("\\" + "abfnrtv"["\a\b\f\n\r\t\v".index(ch)])
-        elif ch.isprintable() and not (ascii_only and cp > 0x7E):
-            out.append(ch)
-        elif cp < 0x20 or cp == 0x7F:
-            out.append(f"\\x{cp:02x}")
-        elif cp < 0x10000:
-            out.append(f"\\u{cp:04x}")
-        else:
-            out.append(f"\\U{cp:08x}")
-    out.append(quote)
-    return "".join(out)
-
-
 def _bad_verb(verb: str, v: Any) -> str:
-    return f"%!{verb}(<nil>)" if v is None else f"%!{verb}({_go_type(v)}={format_value(v)})"
+    return f"%!{verb}(<nil>)" if v is None else f"%!{verb}({go_type(v)}={format_value(v)})"
 
 
 def _pad(s: str, flags: str, width: int | None, numeric: bool) -> str:
@@ -540,17 +456,17 @@ def _format_verb(verb: str, v: Any, flags: str, width: int | None, prec: int | N
         return "[" + " ".join(_format_verb(verb, x, flags, width, prec) for x in v) + "]"
     if isinstance(v, dict):
         pairs = (f"{_format_verb(verb, k, flags, width, prec)}:"
-                 f"{_format_verb(verb, v[k], flags, width, prec)}" for k in _sorted_keys(v))
+                 f"{_format_verb(verb, v[k], flags, width, prec)}" for k in sorted_keys(v))
         return "map[" + " ".join(pairs) + "]"
     if isinstance(v, str) and verb in "svq":
         s = v if prec is None else v[:prec]
         if verb == "q":
-            s = _go_quote(s, ascii_only="+" in flags)
+            s = go_quote(s, ascii_only="+" in flags)
         return _pad(s, flags, width, numeric=False)
     if isinstance(v, int) and not isinstance(v, bool) and verb in "dvq":
         if verb == "q":
             ok = 0 <= v <= 0x10FFFF and not 0xD800 <= v <= 0xDFFF
-            return _pad(_go_quote(chr(v) if ok else "\ufffd", "+" in flags, "'"), flags, width,
+            return _pad(go_quote(chr(v) if ok else "\ufffd", "+" in flags, "'"), flags, width,
                         numeric=False)
         digits = str(abs(v)) if prec is None else str(abs(v)).rjust(prec, "0")
         sign = "-" if v < 0 else "+" if "+" in flags else " " if " " in flags else ""
@@ -595,7 +511,7 @@ def _sprintf(fmt: str, args: Sequence[Any], pos: int) -> str:
         out.append(_format_verb(verb, args[argi], flags, width, prec))
         argi += 1
     if argi < len(args):
-        extra = ", ".join("<nil>" if a is None else f"{_go_type(a)}={format_value(a)}"
+        extra = ", ".join("<nil>" if a is None else f"{go_type(a)}={format_value(a)}"
                           for a in args[argi:])
         out.append(f"%!(EXTRA {extra})")
     return "".join(out)
@@ -605,7 +521,7 @@ def _json_ready(v: Any, pos: int) -> Any:
     """The value as Go's ``json.Marshal`` would see it: integral floats print as integers."""
     if isinstance(v, float):
         if math.isnan(v) or math.isinf(v):
-            _fail(pos, f"json: unsupported value: {_go_float(v)}")
+            _fail(pos, f"json: unsupported value: {go_float(v)}")
         return int(v) if v.is_integer() and abs(v) < 1e21 else v
     if isinstance(v, (list, tuple)):
         return [_json_ready(x, pos) for x in v]
@@ -642,7 +558,7 @@ def _kind(v: Any, pos: int, fn: str) -> str:
         return "float"
     if isinstance(v, str):
         return "string"
-    _fail(pos, f"{fn}: cannot compare a {_go_type(v)}")
+    _fail(pos, f"{fn}: cannot compare a {go_type(v)}")
 
 
 def _eq(a: Any, b: Any, pos: int, fn: str) -> bool:
@@ -650,7 +566,7 @@ def _eq(a: Any, b: Any, pos: int, fn: str) -> bool:
     if "nil" in (ka, kb):
         return ka == kb
     if ka != kb:
-        _fail(pos, f"{fn}: incompatible types for comparison ({_go_type(a)} and {_go_type(b)})")
+        _fail(pos, f"{fn}: incompatible types for comparison ({go_type(a)} and {go_type(b)})")
     return bool(a == b)
 
 
@@ -705,13 +621,13 @@ class _Exec:
                 self.walk(node.orelse, dot, node.pos)
         else:
             if isinstance(v, dict):
-                elems: list[Any] = [v[k] for k in _sorted_keys(v)]
+                elems: list[Any] = [v[k] for k in sorted_keys(v)]
             elif isinstance(v, (list, tuple)):
                 elems = list(v)
             elif v is None:
                 elems = []
             else:
-                _fail(node.pos, f"range can't iterate over {format_value(v)} ({_go_type(v)})")
+                _fail(node.pos, f"range can't iterate over {format_value(v)} ({go_type(v)})")
             for elem in elems:
                 self.walk(node.body, elem, node.pos)
             if not elems:
@@ -759,7 +675,7 @@ class _Exec:
             elif cur is None:
                 _fail(pos, f'cannot read field "{name}": {shown} is null or absent')
             else:
-                _fail(pos, f'cannot read field "{name}" of {shown}: it is a {_go_type(cur)}')
+                _fail(pos, f'cannot read field "{name}" of {shown}: it is a {go_type(cur)}')
             path = f"{path}.{name}"
         return cur
 
@@ -803,11 +719,11 @@ def _apply(name: str, args: list[Any], pos: int) -> Any:
             return len(v.encode("utf-8", "surrogatepass"))
         if isinstance(v, (list, tuple, dict)):
             return len(v)
-        _fail(pos, f"len of {format_value(v) if v is not None else 'nil'} ({_go_type(v)})")
+        _fail(pos, f"len of {format_value(v) if v is not None else 'nil'} ({go_type(v)})")
     if name == "printf":
         _arity(name, args, pos, 1)
         if not isinstance(args[0], str):
-            _fail(pos, f"printf: format must be a string, not {_go_type(args[0])}")
+            _fail(pos, f"printf: format must be a string, not {go_type(args[0])}")
         return _sprintf(args[0], args[1:], pos)
     if name == "not":
         _arity(name, args, pos, 1, 1)
@@ -826,12 +742,12 @@ def _apply(name: str, args: list[Any], pos: int) -> Any:
             cur = cur.get(key)
         elif isinstance(cur, (list, tuple, str)):
             if not isinstance(key, int) or isinstance(key, bool):
-                _fail(pos, f"index: cannot index a {_go_type(cur)} with a {_go_type(key)}")
+                _fail(pos, f"index: cannot index a {go_type(cur)} with a {go_type(key)}")
             if not 0 <= key < len(cur):
                 _fail(pos, f"index: index out of range: {key}")
             cur = cur[key] if not isinstance(cur, str) else cur.encode()[key]
         else:
-            _fail(pos, f"index: cannot index {'nil' if cur is None else _go_type(cur)}")
+            _fail(pos, f"index: cannot index {'nil' if cur is None else go_type(cur)}")
     return cur
 
 

@@ -11,27 +11,52 @@ import os
 import subprocess
 import sys
 import time
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from weave_cli.config import LaunchConfig
 from weave_cli.errors import AlreadyRunningError, RouterError, TimeoutError_
 from weave_cli.names import Paths
 
+if TYPE_CHECKING:
+    from weave_cli.config import LaunchConfig
+
 READY_TIMEOUT = 30.0
 
-PeersArg = Annotated[Optional[list[str]], typer.Argument(help="Peers to connect to: host[:port].", show_default=False)]
-NameOpt = Annotated[Optional[str], typer.Option("--name", help="Peer name (MAC format); default: random, then persisted.")]
-NickOpt = Annotated[Optional[str], typer.Option("--nickname", help="Human-readable peer name; default: the host name.")]
+PeersArg = Annotated[
+    Optional[list[str]],
+    typer.Argument(help="Peers to connect to: host[:port].", show_default=False),
+]
+NameOpt = Annotated[
+    Optional[str],
+    typer.Option("--name", help="Peer name (MAC format); default: random, then persisted."),
+]
+NickOpt = Annotated[
+    Optional[str],
+    typer.Option("--nickname", help="Human-readable peer name; default: the host name."),
+]
 PortOpt = Annotated[str, typer.Option("--port", help="Mesh port (TCP control, UDP data).")]
-ConnLimitOpt = Annotated[int, typer.Option("--conn-limit", help="Maximum connections (0 = unlimited).")]
-NoDiscoveryOpt = Annotated[bool, typer.Option("--no-discovery", help="Do not connect to peers learned by gossip.")]
+ConnLimitOpt = Annotated[
+    int, typer.Option("--conn-limit", help="Maximum connections (0 = unlimited).")
+]
+NoDiscoveryOpt = Annotated[
+    bool, typer.Option("--no-discovery", help="Do not connect to peers learned by gossip.")
+]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Reconnect to the persisted targets.")]
-NoRestartOpt = Annotated[bool, typer.Option("--no-restart", help="Do not restart the router when it crashes.")]
+NoRestartOpt = Annotated[
+    bool, typer.Option("--no-restart", help="Do not restart the router when it crashes.")
+]
 LogLevelOpt = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
-HttpAddrOpt = Annotated[Optional[str], typer.Option("--http-addr", help="Also serve the full control API on this TCP address (e.g. 127.0.0.1:6784).")]
-StatusAddrOpt = Annotated[str, typer.Option("--status-addr", help="Read-only status address ('' disables).")]
+HttpAddrOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--http-addr",
+        help="Also serve the full control API on this TCP address (e.g. 127.0.0.1:6784).",
+    ),
+]
+StatusAddrOpt = Annotated[
+    str, typer.Option("--status-addr", help="Read-only status address ('' disables).")
+]
 HostOpt = Annotated[str, typer.Option("--host", help="Address the mesh listens on.")]
 HeartbeatOpt = Annotated[float, typer.Option("--heartbeat-interval", hidden=True)]
 GossipOpt = Annotated[float, typer.Option("--gossip-interval", hidden=True)]
@@ -56,7 +81,7 @@ def build_config(
     gossip_interval: float,
     retry_max: float,
 ) -> LaunchConfig:
-    from weave_cli.config import parse_port
+    from weave_cli.config import LaunchConfig, parse_port
 
     return LaunchConfig(
         peers=list(peers or []),
@@ -99,7 +124,9 @@ def start_router(cfg: LaunchConfig, paths: Paths) -> str:
         )
     state.remove_quietly(paths.socket)
     state.write_atomic(paths.launch_config, cfg.to_json())
-    env = {k: v for k, v in os.environ.items() if k not in ("WEAVE_SUPERVISED", "WEAVE_RESTART_COUNT")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("WEAVE_SUPERVISED", "WEAVE_RESTART_COUNT")
+    }
     env["WEAVE_STATE_DIR"], env["WEAVE_RUN_DIR"] = str(paths.state_dir), str(paths.run_dir)
     mode = "supervise" if cfg.restart else "run"
     with open(paths.log_file, "ab") as log:
@@ -159,9 +186,20 @@ def launch(
 ) -> None:
     """Start the router on this host, optionally connecting to PEERs. Prints the peer name."""
     cfg = build_config(
-        peers, name=name, nickname=nickname, port=port, conn_limit=conn_limit,
-        no_discovery=no_discovery, resume=resume, no_restart=no_restart, log_level=log_level,
-        http_addr=http_addr, status_addr=status_addr, host=host,
-        heartbeat_interval=heartbeat_interval, gossip_interval=gossip_interval, retry_max=retry_max,
+        peers,
+        name=name,
+        nickname=nickname,
+        port=port,
+        conn_limit=conn_limit,
+        no_discovery=no_discovery,
+        resume=resume,
+        no_restart=no_restart,
+        log_level=log_level,
+        http_addr=http_addr,
+        status_addr=status_addr,
+        host=host,
+        heartbeat_interval=heartbeat_interval,
+        gossip_interval=gossip_interval,
+        retry_max=retry_max,
     )
     print(start_router(cfg, Paths.from_env()))

@@ -15,8 +15,8 @@ import asyncio
 import logging
 import os
 import random
-import signal
 import re
+import signal
 import socket
 import time
 from typing import Any

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -82,7 +83,9 @@ class MeshDriver:
         return await fut
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self._accepted, self.host, self.port, limit=READ_CHUNK)
+        self.server = await asyncio.start_server(
+            self._accepted, self.host, self.port, limit=READ_CHUNK
+        )
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -107,14 +110,22 @@ class MeshDriver:
     ) -> None:
         cid, self.next_id = self.next_id, self.next_id + 1
         self.writers[cid] = writer
-        self.submit(lambda now: self.core.connection_opened(cid, addr, outbound, now, target=target))
+        self.submit(
+            lambda now: self.core.connection_opened(cid, addr, outbound, now, target=target)
+        )
         self.readers[cid] = asyncio.ensure_future(self._read_loop(cid, reader))
+
+    def _data(self, cid: int, chunk: bytes, now: float) -> None:
+        self.core.connection_data(cid, chunk, now)
+
+    def _lost(self, cid: int, reason: str, now: float) -> None:
+        self.core.connection_closed(cid, reason, now)
 
     async def _read_loop(self, cid: int, reader: asyncio.StreamReader) -> None:
         reason = "connection closed by peer"
         try:
             while chunk := await reader.read(READ_CHUNK):
-                self.submit(lambda now, c=chunk: self.core.connection_data(cid, c, now))
+                self.submit(functools.partial(self._data, cid, chunk))
         except (OSError, asyncio.IncompleteReadError) as err:
             reason = f"read error: {err.strerror or err}" if isinstance(err, OSError) else str(err)
         except asyncio.CancelledError:
@@ -164,11 +175,8 @@ class MeshDriver:
                 if writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
                     log.warning("connection %d: peer is not reading; closing", action.conn)
                     self._close(action.conn)
-                    self.submit(
-                        lambda now, c=action.conn: self.core.connection_closed(
-                            c, "send buffer full: peer is not reading", now
-                        )
-                    )
+                    reason = "send buffer full: peer is not reading"
+                    self.submit(functools.partial(self._lost, action.conn, reason))
             elif isinstance(action, Close):
                 self._close(action.conn)
             elif isinstance(action, Dial):
