@@ -22,12 +22,19 @@ def weave_cmd() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "weave_cli"]
 
 
-def run_weave(*args: str, env: dict[str, str] | None = None, timeout: float = 60, **kw: object) -> subprocess.CompletedProcess[str]:
+def run_weave(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, **kw: object
+) -> subprocess.CompletedProcess[str]:
     full_env = dict(os.environ)
     full_env.update(env or {})
     return subprocess.run(  # type: ignore[call-overload, no-any-return]
-        [*weave_cmd(), *args], capture_output=True, text=True, env=full_env, timeout=timeout,
-        cwd="/", **kw,
+        [*weave_cmd(), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd="/",
+        **kw,
     )
 
 

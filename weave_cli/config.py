@@ -29,7 +29,9 @@ def parse_port(text: str | int, what: str = "port") -> int:
         port = int(text)
     except (TypeError, ValueError):
         port = -1
-    if not 1 <= port <= 65535 or (isinstance(text, str) and not (text.isascii() and text.isdigit())):
+    if not 1 <= port <= 65535 or (
+        isinstance(text, str) and not (text.isascii() and text.isdigit())
+    ):
         raise InvalidPortError(
             f"invalid {what} {text!r}", "give a number between 1 and 65535, e.g. --port 6783"
         )
@@ -40,7 +42,7 @@ def split_peer(text: str) -> tuple[str, int | None]:
     """Split ``host[:port]`` (IPv6 as ``[addr]:port``) into host and optional port."""
     bad = InvalidPeerError(
         f"invalid peer {text!r}",
-        "a peer is host[:port], e.g. 192.168.1.2, 192.168.1.2:6783, node-1.example or [fd00::1]:6783",
+        "a peer is host[:port], e.g. 192.168.1.2, 192.168.1.2:6783, node-1.example, [fd00::1]:6783",
     )
     if not text or len(text) > 260 or text != text.strip():
         raise bad
@@ -75,7 +77,9 @@ def split_peer(text: str) -> tuple[str, int | None]:
         try:
             port = parse_port(port_text)
         except InvalidPortError as err:
-            raise InvalidPeerError(f"invalid port {port_text!r} in peer {text!r}", err.hint) from None
+            raise InvalidPeerError(
+                f"invalid port {port_text!r} in peer {text!r}", err.hint
+            ) from None
     return host, port
 
 

@@ -18,14 +18,22 @@ def weave_cmd() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "weave_cli"]
 
 
-def weave(*args: str, check: bool = True, timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess[str]:
+def weave(
+    *args: str, check: bool = True, timeout: float = 120, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [*weave_cmd(), *args], capture_output=True, text=True, timeout=timeout, cwd="/",
-        input=input, env=dict(os.environ),
+        [*weave_cmd(), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd="/",
+        input=input,
+        env=dict(os.environ),
     )
     if check and proc.returncode != 0:
         raise AssertionError(
-            f"weave {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+            f"weave {' '.join(args)} exited {proc.returncode}\n"
+            f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
         )
     return proc
 
@@ -42,8 +50,12 @@ class Lab:
     def down(self) -> None:
         weave("lab", "down", "--name", self.name, check=False, timeout=120)
 
-    def exec(self, host: str, *cmd: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return weave("lab", "exec", "--name", self.name, host, "--", *cmd, check=check, timeout=timeout)
+    def exec(
+        self, host: str, *cmd: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        return weave(
+            "lab", "exec", "--name", self.name, host, "--", *cmd, check=check, timeout=timeout
+        )
 
     def weave(self, host: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.exec(host, *weave_cmd(), *args, check=check)
@@ -53,7 +65,9 @@ class Lab:
         return out
 
     def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = json.loads(weave("lab", "status", "--name", self.name, "--json").stdout)
+        out: dict[str, Any] = json.loads(
+            weave("lab", "status", "--name", self.name, "--json").stdout
+        )
         return out
 
     def host_dirs(self, host: str) -> tuple[Path, Path]:
@@ -74,7 +88,9 @@ def lab(name: str, hosts: int, *launch_opts: str) -> Iterator[Lab]:
         the_lab.down()
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 45.0, interval: float = 0.5) -> Any:
+def wait_for(
+    what: str, check: Callable[[], Any], timeout: float = 45.0, interval: float = 0.5
+) -> Any:
     """Poll ``check`` until it returns something truthy; fail with the last value seen."""
     deadline = time.monotonic() + timeout
     last: Any = None

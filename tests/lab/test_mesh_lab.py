@@ -14,7 +14,6 @@ import sys
 import time
 
 import pytest
-
 from labutil import established_peers, full_mesh, known_peers, lab, wait_for, weave
 
 pytestmark = pytest.mark.lab
@@ -57,9 +56,14 @@ def test_connect_forget_and_bogus_targets() -> None:
         def bogus_explained() -> bool:
             lines = net.weave("h2", "status", "connections").stdout.splitlines()
             bogus = [line for line in lines if "198.18.0.99" in line]
-            return bool(bogus) and all(
-                ("retrying" in line or "failed" in line or "connecting" in line) for line in bogus
-            ) and any("dial" in line or "connecting" in line for line in bogus)
+            return (
+                bool(bogus)
+                and all(
+                    ("retrying" in line or "failed" in line or "connecting" in line)
+                    for line in bogus
+                )
+                and any("dial" in line or "connecting" in line for line in bogus)
+            )
 
         wait_for("bogus target explained", bogus_explained, timeout=30)
         net.weave("h2", "forget", "198.18.0.99")
@@ -68,11 +72,13 @@ def test_connect_forget_and_bogus_targets() -> None:
         assert net.weave("h2", "status", "targets").stdout.split() == ["198.18.0.1"]
         assert established_peers(net.report("h2")) == {"h1"}
         bad = net.weave("h2", "connect", "not a peer", check=False)
-        assert bad.returncode == 10 and "host[:port]" in bad.stderr and "Traceback" not in bad.stderr
+        assert (
+            bad.returncode == 10 and "host[:port]" in bad.stderr and "Traceback" not in bad.stderr
+        )
 
 
 def test_targets_persist_with_resume_and_launch_replaces_them() -> None:
-    """IT18: the target list persists across a restart with --resume; stop + launch <peers> replaces it."""
+    """IT18: targets persist across a restart with --resume; stop + launch <peers> replaces them."""
     with lab("m3", 3, *FAST) as net:
         wait_for("full mesh", lambda: full_mesh(net, HOSTS3))
         net.weave("h3", "connect", "198.18.0.2")
@@ -99,7 +105,9 @@ def test_losing_the_first_host_leaves_the_rest_connected() -> None:
         pid = next(h["router_pid"] for h in net_status["hosts"] if h["name"] == "h1")
         os.kill(pid, signal.SIGKILL)
         for host in ("h2", "h3"):
-            wait_for(f"{host} forgets h1", lambda h=host: known_peers(net.report(h)) == {"h2", "h3"})
+            wait_for(
+                f"{host} forgets h1", lambda h=host: known_peers(net.report(h)) == {"h2", "h3"}
+            )
             assert established_peers(net.report(host)) == ({"h2", "h3"} - {host})
 
 
@@ -107,7 +115,9 @@ def test_partition_and_heal_reconverge() -> None:
     with lab("m5", 3, *FAST) as net:
         wait_for("full mesh", lambda: full_mesh(net, HOSTS3))
         weave("lab", "partition", "--name", "m5", "h2", "h3")
-        wait_for("h2-h3 link down", lambda: "h3" not in established_peers(net.report("h2")), timeout=30)
+        wait_for(
+            "h2-h3 link down", lambda: "h3" not in established_peers(net.report("h2")), timeout=30
+        )
         # h2 still knows h3 through h1, which routes between them.
         assert known_peers(net.report("h2")) == set(HOSTS3)
         routes = net.report("h2")["Router"]["UnicastRoutes"]
@@ -130,7 +140,11 @@ def test_restart_keeps_name_and_supervisor_restarts_crashed_router() -> None:
 
         def restarted() -> bool:
             pid = next(h["router_pid"] for h in net.status()["hosts"] if h["name"] == "h2")
-            return bool(pid) and pid != old_pid and net.weave("h2", "status", check=False).returncode == 0
+            return (
+                bool(pid)
+                and pid != old_pid
+                and net.weave("h2", "status", check=False).returncode == 0
+            )
 
         wait_for("supervisor restart", restarted, timeout=30)
         assert net.report("h2")["Router"]["Name"] == name
@@ -145,7 +159,9 @@ def test_reset_leaves_nothing_behind() -> None:
         net.weave("h2", "reset")
         leftovers = [p for d in (state_dir, run_dir) if d.exists() for p in d.iterdir()]
         assert leftovers == []
-        assert net.exec("h2", "sh", "-c", "ls /proc/*/exe -l 2>/dev/null | grep -c weave-router || true").stdout.strip() in ("", "0")
+        assert net.exec(
+            "h2", "sh", "-c", "ls /proc/*/exe -l 2>/dev/null | grep -c weave-router || true"
+        ).stdout.strip() in ("", "0")
         assert net.weave("h2", "status", check=False).returncode == 3
         net.weave("h2", "reset")  # idempotent
         wait_for("h1 forgets h2", lambda: known_peers(net.report("h1")) == {"h1"})
@@ -173,7 +189,9 @@ def test_garbage_and_oversized_frames_close_only_that_connection() -> None:
             net.exec("h3", sys.executable, "-c", script, data.hex())
         # A well-formed header followed by a 4 GiB length prefix must be refused before allocating.
         header = net.exec(
-            "h3", sys.executable, "-c",
+            "h3",
+            sys.executable,
+            "-c",
             "import socket;s=socket.create_connection(('198.18.0.1',6783),timeout=5);"
             "s.settimeout(5);print(s.recv(64).hex())",
         ).stdout.strip()

@@ -26,8 +26,24 @@ def test_valid_peers(text: str, expected: tuple[str, int | None]) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", " 1.2.3.4", "a..b", "999.1.1.1", "1.2.3.4:", "1.2.3.4:0", "1.2.3.4:70000",
-             "1.2.3.4:x", "fd00::1", "[fd00::1", "[zz::1]:1", "-bad", "a_b", "x" * 300, "1.2.3.4:5:6"],
+    "text",
+    [
+        "",
+        " 1.2.3.4",
+        "a..b",
+        "999.1.1.1",
+        "1.2.3.4:",
+        "1.2.3.4:0",
+        "1.2.3.4:70000",
+        "1.2.3.4:x",
+        "fd00::1",
+        "[fd00::1",
+        "[zz::1]:1",
+        "-bad",
+        "a_b",
+        "x" * 300,
+        "1.2.3.4:5:6",
+    ],
 )
 def test_invalid_peers(text: str) -> None:
     with pytest.raises(InvalidPeerError) as info:
@@ -68,8 +84,14 @@ def test_config_json_round_trip() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"name": "zz"}, {"nickname": "bad nick"}, {"conn_limit": -1}, {"log_level": "loud"},
-     {"http_addr": "nowhere"}, {"heartbeat_interval": 0}],
+    [
+        {"name": "zz"},
+        {"nickname": "bad nick"},
+        {"conn_limit": -1},
+        {"log_level": "loud"},
+        {"http_addr": "nowhere"},
+        {"heartbeat_interval": 0},
+    ],
 )
 def test_invalid_options(kwargs: dict[str, object]) -> None:
     with pytest.raises(UsageError):

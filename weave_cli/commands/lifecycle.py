@@ -20,7 +20,11 @@ def stop_router(paths: Paths) -> bool:
     """Stop the router (and its supervisor); True if one was running."""
     from weave_cli.router import state
 
-    pids = [p for p in (state.read_pid(paths.launcher_pidfile), state.read_pid(paths.router_pidfile)) if p]
+    pids = [
+        p
+        for p in (state.read_pid(paths.launcher_pidfile), state.read_pid(paths.router_pidfile))
+        if p
+    ]
     if not pids:
         state.remove_quietly(paths.socket)
         return False
@@ -51,7 +55,9 @@ def stop() -> None:
 
 
 def reset(
-    force: Annotated[bool, typer.Option("--force", help="Reset even if the router cannot be reached.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Reset even if the router cannot be reached.")
+    ] = False,
 ) -> None:
     """Stop the router and remove its state and everything weave created on this host."""
     from weave_cli.router import state

@@ -7,8 +7,19 @@ from typing import Annotated
 import typer
 
 from weave_cli.commands.launch import (
-    ConnLimitOpt, GossipOpt, HeartbeatOpt, HostOpt, HttpAddrOpt, LogLevelOpt, NameOpt,
-    NickOpt, NoDiscoveryOpt, NoRestartOpt, PortOpt, RetryMaxOpt, StatusAddrOpt,
+    ConnLimitOpt,
+    GossipOpt,
+    HeartbeatOpt,
+    HostOpt,
+    HttpAddrOpt,
+    LogLevelOpt,
+    NameOpt,
+    NickOpt,
+    NoDiscoveryOpt,
+    NoRestartOpt,
+    PortOpt,
+    RetryMaxOpt,
+    StatusAddrOpt,
 )
 from weave_cli.errors import UsageError
 from weave_cli.names import Paths
@@ -29,8 +40,12 @@ def _post(url: str, peers: list[str], replace: bool = False) -> None:
 
 
 def connect(
-    peers: Annotated[list[str] | None, typer.Argument(help="Peers: host[:port].", show_default=False)] = None,
-    replace: Annotated[bool, typer.Option("--replace", help="Replace the target list instead of adding to it.")] = False,
+    peers: Annotated[
+        list[str] | None, typer.Argument(help="Peers: host[:port].", show_default=False)
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Replace the target list instead of adding to it.")
+    ] = False,
 ) -> None:
     """Add PEERs to the running router's targets (the original's name for join)."""
     if not peers and not replace:
@@ -64,10 +79,21 @@ def join(
 
     paths = Paths.from_env()
     cfg = build_config(
-        peers, name=name, nickname=nickname, port=port, conn_limit=conn_limit,
-        no_discovery=no_discovery, resume=False, no_restart=no_restart, log_level=log_level,
-        http_addr=http_addr, status_addr=status_addr, host=host,
-        heartbeat_interval=heartbeat_interval, gossip_interval=gossip_interval, retry_max=retry_max,
+        peers,
+        name=name,
+        nickname=nickname,
+        port=port,
+        conn_limit=conn_limit,
+        no_discovery=no_discovery,
+        resume=False,
+        no_restart=no_restart,
+        log_level=log_level,
+        http_addr=http_addr,
+        status_addr=status_addr,
+        host=host,
+        heartbeat_interval=heartbeat_interval,
+        gossip_interval=gossip_interval,
+        retry_max=retry_max,
     )
     if running_pid(paths) is not None:
         _post("/connect", cfg.peers)

@@ -37,9 +37,14 @@ def _print(text: str, padded: bool) -> None:
 
 
 def status(
-    view: Annotated[Optional[str], typer.Argument(help="peers, connections or targets; omit for the summary.", show_default=False)] = None,
+    view: Annotated[
+        Optional[str],
+        typer.Argument(
+            help="peers, connections or targets; omit for the summary.", show_default=False
+        ),
+    ] = None,
 ) -> None:
-    """Show the router's state: summary, peers, connections (with why each link is not up) or targets."""
+    """Show the router's state: summary, peers, connections (and why a link is down) or targets."""
     from weave_cli import render
 
     if view is not None and view not in VIEWS:
@@ -58,7 +63,14 @@ def status(
 
 
 def report(
-    format_: Annotated[Optional[str], typer.Option("-f", "--format", help="Go-style template, e.g. '{{.Router.Name}}' or '{{json .Router.Peers}}'.")] = None,
+    format_: Annotated[
+        Optional[str],
+        typer.Option(
+            "-f",
+            "--format",
+            help="Go-style template, e.g. '{{.Router.Name}}' or '{{json .Router.Peers}}'.",
+        ),
+    ] = None,
 ) -> None:
     """Print the router's full state as indented JSON, or through a template."""
     import json

@@ -31,7 +31,9 @@ class PeerName(int):
     def parse(cls, text: str) -> PeerName:
         """Parse ``aa:bb:cc:dd:ee:ff``; raises ValueError with a readable message."""
         if not _MAC_RE.match(text):
-            raise ValueError(f"invalid peer name {text!r}: expected six hex pairs like 4a:0f:f6:ec:1c:93")
+            raise ValueError(
+                f"invalid peer name {text!r}: expected six hex pairs like 4a:0f:f6:ec:1c:93"
+            )
         return cls(int(text.replace(":", ""), 16))
 
     @classmethod
