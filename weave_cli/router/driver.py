@@ -1,9 +1,9 @@
 """Moves bytes between TCP sockets and the pure ``MeshCore``.
 
 One task (``run``) owns the core: every other task — socket readers, dialers, HTTP handlers —
-only puts closures into ``inbox``; ``run`` applies them in order, then carries out the actions
-the core asked for (dial, send, close, persist targets) and sleeps until the core's next
-deadline or the next message. No locks, and the core never sees a socket.
+only appends closures to ``inbox`` and sets ``wakeup``; ``run`` applies them in order, then
+carries out the actions the core asked for (dial, send, close, persist targets) and sleeps
+until the core's next deadline or the next message. No locks, and the core never sees a socket.
 
 Connection ids are small integers chosen here; the core only knows those ids.
 Inbound accepts are rate-limited by a token bucket before anything is read, so a flood of
@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -56,7 +57,8 @@ class MeshDriver:
         self.core = core
         self.host, self.port = host, port
         self.on_targets = on_targets
-        self.inbox: asyncio.Queue[Callable[[float], None]] = asyncio.Queue()
+        self.inbox: deque[Callable[[float], None]] = deque()
+        self.wakeup = asyncio.Event()
         self.writers: dict[int, asyncio.StreamWriter] = {}
         self.readers: dict[int, asyncio.Task[None]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -67,7 +69,8 @@ class MeshDriver:
 
     # --- inputs -------------------------------------------------------------------------
     def submit(self, fn: Callable[[float], None]) -> None:
-        self.inbox.put_nowait(fn)
+        self.inbox.append(fn)
+        self.wakeup.set()
 
     async def query(self, fn: Callable[[MeshCore, float], T]) -> T:
         """Run ``fn`` on the core inside the owner task and return its result."""
@@ -147,19 +150,26 @@ class MeshDriver:
 
     # --- the owner task -----------------------------------------------------------------
     async def run(self) -> None:
+        """Apply queued inputs, fire due timers, carry out actions; sleep until woken or due.
+
+        Already-queued inputs are always drained before sleeping, and a due deadline never
+        stops the inbox from being read (both happen in every turn of the loop).
+        """
         while True:
             deadline = self.core.next_deadline()
             now = self.loop.time()
-            timeout = None if deadline is None else max(0.0, deadline - now)
-            try:
-                fn = await asyncio.wait_for(self.inbox.get(), timeout)
-            except asyncio.TimeoutError:
-                fn = None
+            if not self.inbox and (deadline is None or deadline > now):
+                self.wakeup.clear()
+                timeout = None if deadline is None else deadline - now
+                try:
+                    await asyncio.wait_for(self.wakeup.wait(), timeout)
+                except asyncio.TimeoutError:
+                    pass
+            else:
+                await asyncio.sleep(0)  # let readers and HTTP handlers run between batches
             now = self.loop.time()
-            if fn is not None:
-                fn(now)
-                while not self.inbox.empty():  # drain what is already queued
-                    self.inbox.get_nowait()(now)
+            while self.inbox:
+                self.inbox.popleft()(now)
             deadline = self.core.next_deadline()
             if deadline is not None and deadline <= now:
                 self.core.tick(now)
