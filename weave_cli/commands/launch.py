@@ -71,7 +71,7 @@ def build_config(
     port: str,
     conn_limit: int,
     no_discovery: bool,
-    resume: bool,
+    resume: bool = False,
     no_restart: bool,
     log_level: str,
     http_addr: str | None,
@@ -185,21 +185,5 @@ def launch(
     retry_max: RetryMaxOpt = 60.0,
 ) -> None:
     """Start the router on this host, optionally connecting to PEERs. Prints the peer name."""
-    cfg = build_config(
-        peers,
-        name=name,
-        nickname=nickname,
-        port=port,
-        conn_limit=conn_limit,
-        no_discovery=no_discovery,
-        resume=resume,
-        no_restart=no_restart,
-        log_level=log_level,
-        http_addr=http_addr,
-        status_addr=status_addr,
-        host=host,
-        heartbeat_interval=heartbeat_interval,
-        gossip_interval=gossip_interval,
-        retry_max=retry_max,
-    )
+    cfg = build_config(**locals())
     print(start_router(cfg, Paths.from_env()))

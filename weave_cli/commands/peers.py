@@ -75,26 +75,11 @@ def join(
     retry_max: RetryMaxOpt = 60.0,
 ) -> None:
     """Join the network through PEERs: launch the router with them if none runs, else connect."""
+    options = dict(locals())
     from weave_cli.commands.launch import build_config, running_pid, start_router
 
+    cfg = build_config(**options)
     paths = Paths.from_env()
-    cfg = build_config(
-        peers,
-        name=name,
-        nickname=nickname,
-        port=port,
-        conn_limit=conn_limit,
-        no_discovery=no_discovery,
-        resume=False,
-        no_restart=no_restart,
-        log_level=log_level,
-        http_addr=http_addr,
-        status_addr=status_addr,
-        host=host,
-        heartbeat_interval=heartbeat_interval,
-        gossip_interval=gossip_interval,
-        retry_max=retry_max,
-    )
     if running_pid(paths) is not None:
         _post("/connect", cfg.peers)
         return
