@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import stat
 import sys
 import time
 
@@ -43,6 +44,34 @@ def test_three_hosts_reach_full_mesh_and_status_shows_it() -> None:
             assert f"({nick})" in peers
         name = net.weave("h3", "report", "-f", "{{.Router.NickName}}").stdout.strip()
         assert name == "h3"
+
+
+def test_control_surfaces_are_local() -> None:
+    """The control socket is 0600; the status port is read-only and on loopback only."""
+    with lab("m9", 2, *FAST) as net:
+        _, run_dir = net.host_dirs("h1")
+        assert stat.S_IMODE((run_dir / "weave.sock").stat().st_mode) == 0o600
+        probe = (
+            "import socket,sys\n"
+            "host,port,req=sys.argv[1],int(sys.argv[2]),sys.argv[3]\n"
+            "try:\n"
+            "    s=socket.create_connection((host,port),timeout=3)\n"
+            "except OSError as e:\n"
+            "    print('refused'); sys.exit(0)\n"
+            "s.sendall(req.encode()+b' HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n"
+            "Content-Length: 0\\r\\n\\r\\n')\n"
+            "print(s.recv(100).split()[1].decode())\n"
+        )
+        local = "127.0.0.1"
+        assert (
+            net.exec("h1", sys.executable, "-c", probe, local, "6782", "GET /status").stdout.strip()
+            == "200"
+        )
+        assert net.exec(
+            "h1", sys.executable, "-c", probe, local, "6782", "POST /connect"
+        ).stdout.strip() in ("404", "405")
+        remote = net.exec("h2", sys.executable, "-c", probe, "198.18.0.1", "6782", "GET /status")
+        assert remote.stdout.strip() == "refused"
 
 
 def test_connect_forget_and_bogus_targets() -> None:
