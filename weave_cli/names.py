@@ -31,6 +31,9 @@ NFT_TABLE = "weave"
 
 # Lab objects: every lab namespace is "<LAB_PREFIX><lab>-<node>"; nothing else uses the prefix.
 LAB_PREFIX = "wl-"
+LAB_BRIDGE = "br0"  # the underlay switch, inside the lab's switch namespace only
+LAB_HOST_IFNAME = "eth0"  # a lab host's underlay interface, inside its namespace
+LAB_NFT_TABLE = "weavelab"  # bridge-family table for partitions, in the switch namespace only
 LAB_STATE_ROOT = Path("/var/lib/weave-lab")
 LAB_RUN_ROOT = Path("/run/weave-lab")
 

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from weave_cli.lab.topology import Host
+from weave_cli.names import LAB_NFT_TABLE
 
-TABLE = "weavelab"
+TABLE = LAB_NFT_TABLE
 FAMILY = "bridge"
 CHAIN = "forward"
 COMMENT_PREFIX = "wl:"

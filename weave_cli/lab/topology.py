@@ -24,7 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weave_cli.errors import LabError
-from weave_cli.names import LAB_PREFIX, LAB_RUN_ROOT, LAB_STATE_ROOT, Paths
+from weave_cli.names import (
+    LAB_BRIDGE,
+    LAB_HOST_IFNAME,
+    LAB_PREFIX,
+    LAB_RUN_ROOT,
+    LAB_STATE_ROOT,
+    Paths,
+)
 
 DEFAULT_LAB = "default"
 LAB_NAME_RE = re.compile(r"[a-z0-9]{1,8}")
@@ -33,8 +40,8 @@ MAX_HOSTS = 254  # one /24 of host addresses
 SUBNET_PREFIX = "198.18.0."
 PREFIX_LEN = 24
 MTU = 1500
-BRIDGE = "br0"
-HOST_IFNAME = "eth0"
+BRIDGE = LAB_BRIDGE
+HOST_IFNAME = LAB_HOST_IFNAME
 SWITCH_NODE = "sw"
 SEED_HOST = "h1"
 
