@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from weave_cli.errors import NotRunningError, RouterError
+from weave_cli.errors import NotRunningError, RouterError, TimeoutError_
 from weave_cli.names import STATUS_PORT, Paths
 
 MAX_RESPONSE = 16 * 1024 * 1024
@@ -77,7 +77,10 @@ class Response:
         return self.body.decode("utf-8", "replace")
 
     def json(self) -> Any:
-        return json.loads(self.body)
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            raise RouterError("the router answered with something that is not JSON") from None
 
 
 class RouterClient:
@@ -105,6 +108,11 @@ class RouterClient:
             with sock:
                 status, data = _exchange(sock, method, url, body, hdrs)
             return Response(status, data)
+        except TimeoutError:
+            raise TimeoutError_(
+                f"the router did not answer within {timeout or self.timeout:.1f}s",
+                f"it may be overloaded; see {self.paths.log_file}",
+            ) from None
         except (ValueError, OSError) as err:
             raise NotRunningError(
                 f"weave router is not running (no answer at {self.paths.socket}: {_reason(err)})",
@@ -141,7 +149,7 @@ class RouterClient:
         """True when the router answers GET /status with 200."""
         try:
             return self.request("GET", "/status", timeout=timeout).status == 200
-        except NotRunningError:
+        except (NotRunningError, TimeoutError_):
             return False
 
 

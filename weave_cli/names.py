@@ -64,6 +64,11 @@ class Paths:
         return self.run_dir / "weave.pid"
 
     @property
+    def launcher_lock(self) -> Path:
+        """flock()ed by the one launcher of this run dir for its whole life."""
+        return self.run_dir / "weave.lock"
+
+    @property
     def router_pidfile(self) -> Path:
         return self.run_dir / "router.pid"
 
@@ -98,6 +103,7 @@ class Paths:
         return [
             self.socket,
             self.launcher_pidfile,
+            self.launcher_lock,
             self.router_pidfile,
             self.launch_config,
             self.log_file,

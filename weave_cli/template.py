@@ -63,6 +63,7 @@ MAX_TEMPLATE_BYTES = 64 * 1024
 MAX_DEPTH = 32
 MAX_STEPS = 1_000_000
 MAX_OUTPUT_CHARS = 16 * 1024 * 1024
+MAX_PRINTF_WIDTH = 4096  # checked before padding: a width is work done before the output cap
 
 _FUNCS = frozenset({"json", "len", "printf", "index", "not", "and", "or", "eq", "ne"})
 _KEYWORDS = frozenset({"if", "with", "range", "else", "end"})
@@ -506,8 +507,12 @@ def _sprintf(fmt: str, args: Sequence[Any], pos: int) -> str:
         if argi >= len(args):
             out.append(f"%!{verb}(MISSING)")
             continue
+        if len(width_s or "") > 4 or len(prec_s or "") > 4:
+            _fail(pos, f"printf: width and precision are limited to {MAX_PRINTF_WIDTH}")
         width = int(width_s) if width_s else None
         prec = int(prec_s or "0") if prec_s is not None else None
+        if (width or 0) > MAX_PRINTF_WIDTH or (prec or 0) > MAX_PRINTF_WIDTH:
+            _fail(pos, f"printf: width and precision are limited to {MAX_PRINTF_WIDTH}")
         out.append(_format_verb(verb, args[argi], flags, width, prec))
         argi += 1
     if argi < len(args):

@@ -60,8 +60,41 @@ def test_stale_pid_file_is_removed(paths: Paths) -> None:
     paths.launcher_pidfile.write_text("999999999\n")
     assert state.read_pid(paths.launcher_pidfile) is None
     assert not paths.launcher_pidfile.exists()
+    # A live process that is not a weave router (pid reuse) does not count either.
     state.write_pid(paths.launcher_pidfile)
-    assert state.read_pid(paths.launcher_pidfile) == os.getpid()
+    assert state.read_pid(paths.launcher_pidfile) is None
+    assert not paths.launcher_pidfile.exists()
+
+
+def test_launcher_lock_is_exclusive_and_pid_files_are_removed_only_by_their_owner(
+    paths: Paths,
+) -> None:
+    import subprocess
+    import sys
+
+    fd = state.acquire_launcher_lock(paths)
+    assert fd is not None
+    probe = (
+        "import sys; from pathlib import Path; from weave_cli.names import Paths;"
+        "from weave_cli.router import state;"
+        "p = Paths(Path(sys.argv[1]), Path(sys.argv[2]));"
+        "print(state.acquire_launcher_lock(p) is None)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(paths.state_dir), str(paths.run_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd="/",
+    ).stdout.strip()
+    assert out == "True"
+    os.close(fd)
+    paths.router_pidfile.write_text("1\n")
+    state.remove_if_mine(paths.router_pidfile)
+    assert paths.router_pidfile.exists()
+    state.write_pid(paths.router_pidfile)
+    state.remove_if_mine(paths.router_pidfile)
+    assert not paths.router_pidfile.exists()
 
 
 def test_restart_backoff_grows_and_caps() -> None:

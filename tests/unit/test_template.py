@@ -353,3 +353,14 @@ def test_any_template_renders_or_raises_usage_error(template: str) -> None:
         assert isinstance(render_template(template, data), str)
     except UsageError:
         pass
+
+
+def test_printf_width_is_bounded_before_any_padding() -> None:
+    """A huge width must be refused up front, not after building a giant string."""
+    import pytest as _pytest
+
+    from weave_cli.errors import UsageError as _UsageError
+
+    for template in ('{{printf "%999999999d" 1}}', '{{printf "%.99999s" "x"}}'):
+        with _pytest.raises(_UsageError, match="limited"):
+            render_template(template, {})

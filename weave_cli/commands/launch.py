@@ -143,7 +143,11 @@ def start_router(cfg: LaunchConfig, paths: Paths) -> str:
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         if client.ready(timeout=1.0):
-            return str(client.call("GET", "/report").json()["Router"]["Name"])
+            report = client.call("GET", "/report").json()
+            try:
+                return str(report["Router"]["Name"])
+            except (KeyError, TypeError):
+                raise RouterError("the router's report has no peer name") from None
         code = proc.poll()
         if code is not None and not (cfg.restart and code == 0):
             raise RouterError(

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from weave_cli import __version__
+from weave_cli.errors import PrivilegeError
 from weave_cli.names import Paths
 
 STOP_GRACE = 10.0
@@ -36,6 +37,7 @@ def stop_router(paths: Paths) -> bool:
     for pid in pids:
         if state.pid_alive(pid):
             _signal(pid, signal.SIGKILL)
+            _killpg(pid)  # the launcher leads its own session: take its router with it
     for path in (paths.socket, paths.router_pidfile, paths.launcher_pidfile):
         state.remove_quietly(path)
     return True
@@ -45,6 +47,18 @@ def _signal(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
+        pass
+    except PermissionError:
+        raise PrivilegeError(
+            f"cannot stop the router (pid {pid}): permission denied", "run as root (sudo)"
+        ) from None
+
+
+def _killpg(pid: int) -> None:
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
         pass
 
 
@@ -80,11 +94,11 @@ def version() -> None:
     if not paths.socket.exists():
         return
     from weave_cli.client import RouterClient
-    from weave_cli.errors import NotRunningError
+    from weave_cli.errors import NotRunningError, RouterError, TimeoutError_
 
     try:
         resp = RouterClient(paths, timeout=0.2).request("GET", "/report", timeout=0.2)
         if resp.status == 200:
             print(f"weave router {resp.json().get('Version', '?')}")
-    except (NotRunningError, ValueError):
+    except (NotRunningError, RouterError, TimeoutError_, ValueError):
         pass

@@ -109,7 +109,7 @@ class Router:
 
     async def _serve_http(self) -> None:
         handlers = Handlers(self.report, self.connect, self.forget)
-        full = web.AppRunner(build_app(handlers, full=True), access_log=None)
+        full = web.AppRunner(build_app(handlers, full=True), access_log=None, shutdown_timeout=2)
         await full.setup()
         self.runners.append(full)
         sock_path = self.paths.socket
@@ -125,7 +125,9 @@ class Router:
             await web.TCPSite(full, host, port).start()
         if self.cfg.status_addr:
             host, port = parse_http_addr(self.cfg.status_addr)
-            status = web.AppRunner(build_app(handlers, full=False), access_log=None)
+            status = web.AppRunner(
+                build_app(handlers, full=False), access_log=None, shutdown_timeout=2
+            )
             await status.setup()
             self.runners.append(status)
             try:
@@ -156,15 +158,15 @@ async def serve(paths: Paths, cfg: LaunchConfig) -> int:
     owner = asyncio.ensure_future(router.driver.run())
     stopper = asyncio.ensure_future(stop.wait())
     await asyncio.wait({owner, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    if owner.done() and owner.exception() is not None:
+    failed = owner.done() and owner.exception() is not None
+    if failed:
         log.error("mesh task failed", exc_info=owner.exception())
-        await router.stop()
-        return 1
-    owner.cancel()
+    else:
+        log.info("stopping")
     stopper.cancel()
-    log.info("stopping")
-    await router.stop()
-    return 0
+    await router.stop()  # HTTP first, while the owner task can still answer queued queries
+    owner.cancel()
+    return 1 if failed else 0
 
 
 def main(paths: Paths) -> int:
@@ -182,6 +184,9 @@ def main(paths: Paths) -> int:
     except WeaveError as err:
         log.error("%s", err)
         return EXIT_NO_RESTART
+    if not supervised and state.acquire_launcher_lock(paths) is None:
+        log.error("another weave launcher runs with %s; not starting", paths.run_dir)
+        return EXIT_NO_RESTART
     state.write_pid(paths.router_pidfile)
     if not supervised:
         state.write_pid(paths.launcher_pidfile)
@@ -191,7 +196,8 @@ def main(paths: Paths) -> int:
         log.error("%s", err)
         return EXIT_NO_RESTART
     finally:
+        # Only we (holding the launcher lock, directly or through our supervisor) got here.
         state.remove_quietly(paths.socket)
-        state.remove_quietly(paths.router_pidfile)
+        state.remove_if_mine(paths.router_pidfile)
         if not supervised:
-            state.remove_quietly(paths.launcher_pidfile)
+            state.remove_if_mine(paths.launcher_pidfile)

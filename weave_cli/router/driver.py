@@ -133,7 +133,9 @@ class MeshDriver:
             reason = f"read error: {err.strerror or err}" if isinstance(err, OSError) else str(err)
         except asyncio.CancelledError:
             return
-        self.submit(lambda now: self.core.connection_closed(cid, reason, now))
+        self.readers.pop(cid, None)  # this task is ending; _close must not cancel it
+        self._close(cid)
+        self.submit(functools.partial(self._lost, cid, reason))
 
     async def _dial(self, target: str, host: str, port: int) -> None:
         try:
@@ -204,7 +206,7 @@ class MeshDriver:
             reader.cancel()
         if writer is not None:
             with contextlib.suppress(Exception):
-                writer.close()
+                writer.transport.abort()  # close() would wait for a peer that may never read
 
     async def shutdown(self) -> None:
         if self.server is not None:

@@ -26,6 +26,7 @@ log = logging.getLogger("weave.http")
 MAX_BODY = 64 * 1024
 MAX_PEERS_PER_REQUEST = 1024
 STATUS_VIEWS = ("peers", "connections", "targets")
+FULL_API = web.AppKey("full_api", bool)
 
 Report = Callable[[], Awaitable[dict[str, Any]]]
 PeerCall = Callable[[list[str], bool], Awaitable[None]]
@@ -55,8 +56,10 @@ class Handlers:
         return _text(200 if report.get("Ready") else 503, text)
 
     async def report_route(self, request: web.Request) -> web.Response:
-        report = await self.report()
         template = request.query.get("format")
+        if template is not None and not request.app[FULL_API]:
+            return _text(400, "templates are served on the control socket only")
+        report = await self.report()
         if template is None:
             return web.Response(
                 status=200, text=json.dumps(report, indent=2), content_type="application/json"
@@ -107,6 +110,7 @@ def _text(status: int, body: str) -> web.Response:
 def build_app(handlers: Handlers, *, full: bool) -> web.Application:
     """``full`` adds the routes that change state; the status listener gets ``full=False``."""
     app = web.Application(client_max_size=MAX_BODY)
+    app[FULL_API] = full
     app.router.add_get("/status", handlers.status)
     app.router.add_get("/status/{view}", handlers.status)
     app.router.add_get("/report", handlers.report_route)

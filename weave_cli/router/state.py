@@ -113,13 +113,23 @@ def read_pid(path: Path) -> int | None:
         pid = int(path.read_text().strip())
     except (OSError, ValueError):
         return None
-    if pid_alive(pid):
+    if pid_alive(pid) and _is_weave(pid):
         return pid
     try:
         path.unlink()
     except OSError:
         pass
     return None
+
+
+def _is_weave(pid: int) -> bool:
+    """Guards against pid reuse: the process must be one of ours."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            cmdline = handle.read(4096)
+        return b"weave_cli.router" in cmdline or b"weave-router" in cmdline
+    except OSError:
+        return True  # no /proc access: trust the pid file
 
 
 def pid_alive(pid: int) -> bool:
@@ -138,6 +148,32 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def acquire_launcher_lock(paths: Paths) -> int | None:
+    """Take $WEAVE_RUN_DIR/weave.lock for this process's lifetime; None if another holds it.
+
+    Exactly one launcher (supervisor, or an unsupervised router) runs per run dir; a second one
+    that loses the race must leave the winner's pid files and socket alone.
+    """
+    import fcntl
+
+    fd = os.open(paths.launcher_lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def remove_if_mine(path: Path) -> None:
+    """Remove a pid file only if it still names this process."""
+    try:
+        if int(path.read_text().strip()) == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
 def write_pid(path: Path) -> None:
     write_atomic(path, f"{os.getpid()}\n", mode=0o644)
 
@@ -147,3 +183,5 @@ def remove_quietly(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+    except PermissionError:
+        raise StateError(f"cannot remove {path}: permission denied", "run as root (sudo)") from None

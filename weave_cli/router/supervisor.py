@@ -52,6 +52,9 @@ class Supervisor:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        if state.acquire_launcher_lock(self.paths) is None:
+            log.error("another weave launcher runs with %s; not starting", self.paths.run_dir)
+            return EXIT_NO_RESTART
         state.write_pid(self.paths.launcher_pidfile)
         streak, restarts = 0, 0
         try:
@@ -61,6 +64,8 @@ class Supervisor:
                 self.child = subprocess.Popen(
                     [sys.executable, "-m", "weave_cli.router.entry", "run"], env=env
                 )
+                if self.stopping:  # the signal arrived while the child was being spawned
+                    self.child.terminate()
                 code = self.child.wait()
                 if self.stopping or code == 0:
                     return 0
@@ -76,7 +81,7 @@ class Supervisor:
                 restarts += 1
             return 0
         finally:
-            state.remove_quietly(self.paths.launcher_pidfile)
+            state.remove_if_mine(self.paths.launcher_pidfile)
 
 
 def main(paths: Paths) -> int:
