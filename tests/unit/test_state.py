@@ -103,3 +103,15 @@ def test_restart_backoff_grows_and_caps() -> None:
     assert max(delays) == 30.0 and delays == sorted(delays)
     assert next_streak(5, STABLE_AFTER + 1) == 1
     assert next_streak(2, 1.0) == 3
+
+
+def test_atomic_write_never_follows_a_planted_symlink(paths: Paths, tmp_path: Path) -> None:
+    target = tmp_path / "victim"
+    target.write_text("untouched")
+    target_file = paths.run_dir / "launch.json"
+    planted = target_file.with_name(f".launch.json.{os.getpid()}.tmp")
+    planted.symlink_to(target)
+    state.write_atomic(target_file, "secret")
+    assert target.read_text() == "untouched"
+    assert target_file.read_text() == "secret"
+    assert stat.S_IMODE(os.stat(target_file).st_mode) == 0o600

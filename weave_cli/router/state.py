@@ -43,14 +43,26 @@ def ensure_dirs(paths: Paths) -> None:
 
 
 def write_atomic(path: Path, data: str, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` through a fresh temporary file, fsync, then rename.
+
+    The temporary file is created with O_EXCL|O_NOFOLLOW (a leftover or planted file or
+    symlink is removed first, never written through) and gets its final mode before any byte
+    is written, so a secret is never readable by others even for a moment.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    remove_quietly(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
-        os.write(fd, data.encode())
+        os.fchmod(fd, mode)
+        view = memoryview(data.encode())
+        while view:
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
-    os.chmod(tmp, mode)
+        remove_quietly(tmp)
+        raise
+    os.close(fd)
     os.replace(tmp, path)
 
 
