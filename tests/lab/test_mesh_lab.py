@@ -58,7 +58,7 @@ def test_control_surfaces_are_local() -> None:
             "    s=socket.create_connection((host,port),timeout=3)\n"
             "except OSError as e:\n"
             "    print('refused'); sys.exit(0)\n"
-            "s.sendall(req.encode()+b' HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n"
+            "s.sendall(req.encode()+b' HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n"
             "Content-Length: 0\\r\\n\\r\\n')\n"
             "print(s.recv(100).split()[1].decode())\n"
         )

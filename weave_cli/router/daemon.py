@@ -122,11 +122,16 @@ class Router:
         os.chmod(sock_path, 0o600)
         if self.cfg.http_addr:
             host, port = parse_http_addr(self.cfg.http_addr)
-            await web.TCPSite(full, host, port).start()
+            control = web.AppRunner(
+                build_app(handlers, full=True, tcp=True), access_log=None, shutdown_timeout=2
+            )
+            await control.setup()
+            self.runners.append(control)
+            await web.TCPSite(control, host, port).start()
         if self.cfg.status_addr:
             host, port = parse_http_addr(self.cfg.status_addr)
             status = web.AppRunner(
-                build_app(handlers, full=False), access_log=None, shutdown_timeout=2
+                build_app(handlers, full=False, tcp=True), access_log=None, shutdown_timeout=2
             )
             await status.setup()
             self.runners.append(status)

@@ -107,9 +107,43 @@ def _text(status: int, body: str) -> web.Response:
     return web.Response(status=status, text=body, content_type="text/plain")
 
 
-def build_app(handlers: Handlers, *, full: bool) -> web.Application:
-    """``full`` adds the routes that change state; the status listener gets ``full=False``."""
-    app = web.Application(client_max_size=MAX_BODY)
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+def host_is_acceptable(host_header: str) -> bool:
+    """A Host a browser could only send for us: loopback names or a literal IP address.
+
+    DNS rebinding makes a browser send a hostile site's *name* to our address; literal IPs and
+    loopback names cannot be rebound.
+    """
+    import ipaddress
+
+    host = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
+    if host in _LOCAL_HOSTS:
+        return True
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+@web.middleware
+async def browser_guard(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """On TCP listeners: refuse cross-site requests (Origin) and rebound host names (Host)."""
+    if "Origin" in request.headers or not host_is_acceptable(request.headers.get("Host", "")):
+        return _text(403, "refused: browser or non-local Host header")
+    return await handler(request)
+
+
+def build_app(handlers: Handlers, *, full: bool, tcp: bool = False) -> web.Application:
+    """``full`` adds the routes that change state; the status listener gets ``full=False``.
+
+    ``tcp`` adds the browser guard (the unix socket needs none: browsers cannot reach it).
+    """
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[browser_guard] if tcp else [])
     app[FULL_API] = full
     app.router.add_get("/status", handlers.status)
     app.router.add_get("/status/{view}", handlers.status)
