@@ -20,7 +20,8 @@ import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from weave_cli.ipam.address import CIDR, Range, coalesce, format_ip, subtract
+from weave_cli.ipam.address import CIDR, Range, format_ip
+from weave_cli.ipam.allocator_ring import choose_donor, donate, report_free, sync_space
 from weave_cli.ipam.allocator_wire import (
     Action,
     AllocatorError,
@@ -62,14 +63,6 @@ class _Request:
     ident: str
     subnet: CIDR | None = None  # an allocation in this subnet
     cidr: CIDR | None = None  # or a claim of this address
-
-
-def _entry_pieces(ring: Ring, i: int) -> list[Range]:
-    es = ring.entries
-    if i + 1 < len(es):
-        return [Range(es[i].token, es[i + 1].token)]
-    pieces = [Range(es[i].token, ring.end), Range(ring.start, es[0].token)]
-    return [p for p in pieces if p.size]
 
 
 class Allocator:
@@ -325,15 +318,7 @@ class Allocator:
     # -- internals: ring and space -----------------------------------------------------------
 
     def _sync_space(self) -> None:
-        """Make our space exactly the ring's ranges for us; owned addresses there are in use."""
-        mine = coalesce(self.ring.owned_ranges(self.me))
-        for r in subtract(self.space.ours, mine):
-            self.space.remove(r)
-        for r in subtract(mine, self.space.ours):
-            self.space.add(r)
-            for addr, _ in self._by_addr.items():
-                if addr in r and self.space.is_free(addr):
-                    self.space.claim(addr)
+        sync_space(self.ring, self.space, self.me, self._by_addr)
 
     def _merge(self, other: Ring) -> None:
         was_empty = self.ring.is_empty()
@@ -358,55 +343,25 @@ class Allocator:
         self._retry_pending()
 
     def _report_free(self) -> bool:
-        changed = False
-        for i, e in enumerate(list(self.ring.entries)):
-            if e.peer == self.me:
-                free = sum(self.space.num_free(p) for p in _entry_pieces(self.ring, i))
-                if free != e.free:
-                    self.ring.update_free(e.token, free)
-                    changed = True
-        return changed
+        return report_free(self.ring, self.space, self.me)
 
     def _ask_for_space(self) -> None:
-        if self._asked is not None:
-            return
         wants = [r.subnet for r in self._pending if r.subnet is not None]
-        if not wants:
+        if self._asked is not None or not wants:
             return
         want = wants[0].host_range()
-        weights: dict[PeerName, int] = {}
-        for i, e in enumerate(self.ring.entries):
-            if e.peer == self.me or e.peer in self._gone or e.free == 0:
-                continue
-            if any(p.intersect(want) for p in _entry_pieces(self.ring, i)):
-                weights[e.peer] = weights.get(e.peer, 0) + e.free
-        if not weights:
-            return
-        peers = sorted(weights)
-        donor = self.rng.choices(peers, [weights[p] for p in peers])[0]
-        self._asked = (donor, self._now)
-        self._send(donor, UnicastMsg(UnicastKind.SPACE_REQUEST, want=want))
+        donor = choose_donor(self.ring, self.me, self._gone, want, self.rng)
+        if donor is not None:
+            self._asked = (donor, self._now)
+            self._send(donor, UnicastMsg(UnicastKind.SPACE_REQUEST, want=want))
 
     def _donate(self, src: PeerName, want: Range) -> None:
-        gift: Range | None = None
-        for i, e in enumerate(self.ring.entries):
-            if e.peer != self.me:
-                continue
-            for piece in _entry_pieces(self.ring, i):
-                within = piece.intersect(want)
-                if within is not None and (gift := self.space.donate(within)) is not None:
-                    break
-            if gift is not None:
-                break
+        gift = donate(self.ring, self.space, self.me, src, want)
         if gift is not None:
-            self.ring.grant_range_to(src, gift)
-            self._report_free()
             self._persist(Change(ring=self.ring.to_bytes()))
         self._send(src, UnicastMsg(UnicastKind.RING_UPDATE, ring=self.ring.to_bytes()))
         if gift is None:
             self._send(src, UnicastMsg(UnicastKind.SPACE_DENIED))
-
-    # -- internals: paxos and output ---------------------------------------------------------
 
     def _ensure_paxos(self) -> bool:
         if self.paxos is not None or not isinstance(self.init, Consensus):
