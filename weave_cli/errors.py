@@ -8,6 +8,9 @@
     ├── AlreadyRunningError    `launch` while a router is running                     exit 4
     ├── StateError             state/run dir unusable (permissions, corruption)       exit 5
     ├── RouterError            the router answered with an error                      exit 6
+    │   ├── IPAMConflictError  rmpeer found the same range claimed twice              exit 12
+    │   ├── IPAMUnavailableError  IPAM not ready in time (503, status words)          exit 13
+    │   └── IPAMDisabledError  IPAM is off (--ipalloc-range '') or unknown (404)      exit 14
     ├── ProtocolError          hostile or malformed bytes from the network            (internal)
     ├── LabError               the test lab could not be built or driven              exit 7
     ├── PrivilegeError         the command needs root                                 exit 8
@@ -83,3 +86,21 @@ class InvalidPortError(UsageError):
     """A port is not a number in 1..65535."""
 
     exit_code = 11
+
+
+class IPAMConflictError(RouterError):
+    """The router reported that two peers claimed the same address range (double rmpeer)."""
+
+    exit_code = 12
+
+
+class IPAMUnavailableError(RouterError):
+    """IPAM could not answer in time; the message is its status words, e.g. awaiting consensus."""
+
+    exit_code = 13
+
+
+class IPAMDisabledError(RouterError):
+    """IP address allocation is disabled on this router, or the thing asked for is unknown."""
+
+    exit_code = 14
