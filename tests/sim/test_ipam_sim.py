@@ -3,7 +3,8 @@
 Every allocator starts with ``consensus=N`` (quorum N//2+1) and issues allocations for many
 idents in parallel, frees some, and one may crash and come back from its persisted ``Change``
 stream. The router drops 20 % of all messages and delays each by 1..3 steps (so they arrive out
-of order); every step each allocator ticks and re-gossips its full state.
+of order); every step each allocator ticks (re-broadcasting while something waits) and,
+sometimes, sends its full state to one random peer (the mesh's neighbour anti-entropy).
 
 A global checker sees every address handed out (immediate results and later ``Reply``s), every
 claim and every free, and asserts:
@@ -193,6 +194,9 @@ class Sim:
                     self.crash(host)
             host.alloc.tick(float(self.t))
             self.drain(host)
+            if self.rng.random() < 0.3:  # neighbour anti-entropy, as the mesh's gossip round
+                other = self.rng.choice([h for h in self.hosts if h != host.name])
+                self.send(host.name, other, "gossip", host.alloc.full_state())
 
     def pending(self) -> int:
         return sum(len(h.waiting) for h in self.hosts.values())

@@ -153,7 +153,7 @@ def test_observer_primes_and_gets_ring_from_an_elector() -> None:
     donor = {A: elector}[actions[1].dst]  # type: ignore[union-attr]
     donor.on_unicast(C, actions[1].payload)  # type: ignore[union-attr]
     grant = donor.actions()
-    assert kinds(grant) == ["Persist", "Unicast"]
+    assert kinds(grant) == ["Persist", "Unicast", "Broadcast"]  # the new owner, to everyone
     obs.on_unicast(A, grant[1].payload)  # type: ignore[union-attr]
     done = obs.actions()
     assert kinds(done) == ["Persist", "Persist", "Reply"]
@@ -255,17 +255,16 @@ def test_restored_paxos_keeps_its_identity() -> None:
     assert again.status_words() == "awaiting consensus (quorum: 2, known: 1)"
 
 
-def test_tick_reports_free_counts_and_gossips() -> None:
+def test_tick_reports_free_counts_and_full_state_carries_them() -> None:
     alloc = seeded(A, (A,))
     alloc.allocate("c1")
     alloc.actions()
     alloc.tick(1.0)
-    actions = alloc.actions()
-    assert kinds(actions) == ["Persist", "Broadcast"]
-    g = decode_gossip(actions[1].payload)  # type: ignore[union-attr]
-    assert Ring.from_bytes(g.ring).entries[0].free == 15 and not g.paxos
+    assert kinds(alloc.actions()) == ["Persist"]  # nothing waits: neighbour gossip spreads it
+    g = decode_gossip(alloc.full_state())
+    assert Ring.from_bytes(g.ring).entries[0].free == 15 and not g.paxos and not g.need_ring
     alloc.tick(2.0)
-    assert kinds(alloc.actions()) == ["Broadcast"]
+    assert alloc.actions() == []
     idle = Allocator(A, U16, Consensus(3), random.Random(1))
     idle.tick(1.0)
     assert idle.actions() == []
@@ -312,3 +311,30 @@ def test_wire_round_trip() -> None:
     assert decode_gossip(encode_gossip(g)) == g
     m = UnicastMsg(UnicastKind.SPACE_REQUEST, want=Range(5, 10))
     assert decode_unicast(encode_unicast(m)) == m
+
+
+def test_cancel_forgets_a_waiting_request_without_reply() -> None:
+    alloc = Allocator(A, U16, Consensus(3), random.Random(1))
+    result = alloc.allocate("c1")
+    assert isinstance(result, Pending)
+    alloc.actions()
+    assert alloc.cancel(result.request_id) and not alloc.cancel(result.request_id)
+    assert alloc.pending() == 0 and not any(isinstance(x, Reply) for x in alloc.actions())
+
+
+def test_handoff_gives_every_range_to_the_first_heir_and_refuses_later_requests() -> None:
+    a = seeded(A, (A, B))
+    assert isinstance(a.allocate("c1"), str)
+    a.actions()
+    moved, heir = a.handoff([A, B, C])
+    assert heir == B and moved == 8
+    assert kinds(a.actions()) == ["Persist", "Broadcast"]
+    assert a.ring.owned_ranges(A) == [] and a.space.ours == []
+    assert isinstance(a.allocate("c2"), Failed)
+    assert isinstance(a.claim("c3", "10.32.0.9/28"), Failed)
+
+
+def test_handoff_with_nobody_to_inherit_moves_nothing() -> None:
+    a = seeded(A, (A,))
+    assert a.handoff([A]) == (0, None)
+    assert a.actions() == []

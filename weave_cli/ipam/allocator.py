@@ -94,6 +94,7 @@ class Allocator:
         self._propose_at = 0.0
         self._asked: tuple[PeerName, float] | None = None  # outstanding space request
         self._gone: set[PeerName] = set()
+        self.closed = False  # after handoff: every request is refused
         self.conflicts: list[str] = []  # every conflict any merge reported
         self.own_conflicts: list[str] = []  # those where we were a claimant or lost a range
         if ring:
@@ -142,6 +143,8 @@ class Allocator:
     def allocate(self, ident: str, subnet: CIDR | None = None, now: float = 0.0) -> Result:
         """An address for ``ident`` in ``subnet`` (default subnet if None)."""
         self._now = now
+        if self.closed:
+            return Failed("this peer is leaving (reset)")
         subnet = (subnet or self.default_subnet).network
         if not self.universe.range().contains_range(subnet.range()):
             return Failed(f"subnet {subnet} is outside the IP allocation range {self.universe}")
@@ -154,6 +157,8 @@ class Allocator:
     def claim(self, ident: str, cidr: CIDR | str, now: float = 0.0) -> Result:
         """Record that ``ident`` uses the address of ``cidr`` (an explicit IP, a pre-claim)."""
         self._now = now
+        if self.closed:
+            return Failed("this peer is leaving (reset)")
         c = CIDR.parse(cidr) if isinstance(cidr, str) else cidr
         req = _Request(self._next_id, ident, cidr=c)
         done = self._try_claim(req)
@@ -237,8 +242,37 @@ class Allocator:
         if self._asked is not None and now - self._asked[1] >= SPACE_RETRY:
             self._asked = None
         self._retry_pending()
-        if not self.ring.is_empty() or self.paxos is not None or self._pending:
-            self._broadcast()
+        if self.paxos is not None or self._pending:
+            self._broadcast()  # while something waits; otherwise neighbour gossip repairs
+
+    def full_state(self) -> bytes:
+        """Our whole state as a gossip payload, for neighbour anti-entropy."""
+        return self._gossip_payload()
+
+    def cancel(self, request_id: int) -> bool:
+        """Forget a waiting request (its client gave up); True if it was still waiting."""
+        for req in self._pending:
+            if req.request_id == request_id:
+                self._pending.remove(req)
+                return True
+        return False
+
+    def handoff(self, heirs: Iterable[PeerName]) -> tuple[int, PeerName | None]:
+        """Leaving for good (``weave reset``): give every range of ours to the first of
+        ``heirs`` (the caller orders them: live peers with ranges, other live peers, dead peers
+        with ranges), refuse every later request. Returns (addresses moved, heir)."""
+        self.closed = True
+        for req in self._pending:
+            self._actions.append(Reply(req.request_id, Failed("this peer is leaving (reset)")))
+        self._pending.clear()
+        heir = next((h for h in heirs if h != self.me), None)
+        if heir is None or self.ring.is_empty() or not self.ring.owned_ranges(self.me):
+            return 0, heir
+        moved = self.ring.transfer(self.me, heir)
+        self._sync_space()
+        self._persist(Change(ring=self.ring.to_bytes()))
+        self._broadcast()
+        return moved, heir
 
     def peer_gone(self, name: PeerName) -> None:
         """``name`` left the mesh: stop waiting for it to donate."""
@@ -362,6 +396,8 @@ class Allocator:
         self._send(src, UnicastMsg(UnicastKind.RING_UPDATE, ring=self.ring.to_bytes()))
         if gift is None:
             self._send(src, UnicastMsg(UnicastKind.SPACE_DENIED))
+        else:
+            self._broadcast()  # everyone else learns of the new owner at once
 
     def _ensure_paxos(self) -> bool:
         if self.paxos is not None or not isinstance(self.init, Consensus):
@@ -389,12 +425,15 @@ class Allocator:
     def _persist(self, change: Change) -> None:
         self._actions.append(Persist(change))
 
-    def _broadcast(self) -> None:
+    def _gossip_payload(self) -> bytes:
         empty = self.ring.is_empty()
         paxos = self.paxos.gossip_state().to_bytes() if empty and self.paxos else b""
         ring = b"" if empty else self.ring.to_bytes()
         need = empty and bool(self._pending)
-        self._actions.append(Broadcast(encode_gossip(Gossip(need, ring, paxos))))
+        return encode_gossip(Gossip(need, ring, paxos))
+
+    def _broadcast(self) -> None:
+        self._actions.append(Broadcast(self._gossip_payload()))
 
     def _send(self, dst: PeerName, m: UnicastMsg) -> None:
         self._actions.append(Unicast(dst, encode_unicast(m)))
