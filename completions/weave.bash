@@ -14,8 +14,8 @@ _weave_commands() {
 _weave_options() {
     case "$1" in
         "") echo "--install-completion --show-completion --help" ;;
-        "launch") echo "--name --nickname --port --conn-limit --no-discovery --resume --no-restart --log-level --http-addr --status-addr --host --help" ;;
-        "join") echo "--name --nickname --port --conn-limit --no-discovery --no-restart --log-level --http-addr --status-addr --host --help" ;;
+        "launch") echo "--name --nickname --port --conn-limit --no-discovery --resume --no-restart --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --help" ;;
+        "join") echo "--name --nickname --port --conn-limit --no-discovery --no-restart --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --help" ;;
         "connect") echo "--replace --help" ;;
         "forget") echo "--help" ;;
         "status") echo "--help" ;;
@@ -38,8 +38,8 @@ _weave_options() {
 
 _weave_valued() {
     case "$1" in
-        "launch") echo "--name --nickname --port --conn-limit --log-level --http-addr --status-addr --host" ;;
-        "join") echo "--name --nickname --port --conn-limit --log-level --http-addr --status-addr --host" ;;
+        "launch") echo "--name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover" ;;
+        "join") echo "--name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover" ;;
         "report") echo "-f --format" ;;
         "lab up") echo "--hosts --name" ;;
         "lab down") echo "--name" ;;

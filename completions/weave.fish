@@ -15,9 +15,9 @@ end
 function __weave_valued
     switch $argv[1]
         case 'launch'
-            echo --name --nickname --port --conn-limit --log-level --http-addr --status-addr --host
+            echo --name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover
         case 'join'
-            echo --name --nickname --port --conn-limit --log-level --http-addr --status-addr --host
+            echo --name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover
         case 'report'
             echo -f --format
         case 'lab up'
@@ -95,6 +95,11 @@ complete -c weave -n '__weave_at \'launch\'' -l log-level -r -d 'debug, info, wa
 complete -c weave -n '__weave_at \'launch\'' -l http-addr -r -d 'Also serve the full control API on this TCP address (e.g. 127.0.0.1:6784).'
 complete -c weave -n '__weave_at \'launch\'' -l status-addr -r -d 'Read-only status address (\'\' disables).'
 complete -c weave -n '__weave_at \'launch\'' -l host -r -d 'Address the mesh listens on.'
+complete -c weave -n '__weave_at \'launch\'' -l ipalloc-range -r -d 'Address range for automatic allocation (default 10.32.0.0/12; \'\' disables IPAM).'
+complete -c weave -n '__weave_at \'launch\'' -l ipalloc-default-subnet -r -d 'Subnet to allocate from by default.'
+complete -c weave -n '__weave_at \'launch\'' -l ipalloc-init -r -d 'consensus[=N], seed=NAME,... or observer (default: consensus=peers+1...'
+complete -c weave -n '__weave_at \'launch\'' -l ipalloc-timeout -r -d 'Seconds an allocation may wait before 503.'
+complete -c weave -n '__weave_at \'launch\'' -l ipam-recover -r -d 'relearn: the IPAM database is lost; keep the peer name and re-learn its ranges.'
 complete -c weave -n '__weave_at \'launch\'' -l help -d 'Show this message and exit.'
 complete -c weave -n '__weave_at \'join\'' -l name -r -d 'Peer name (MAC format); default: random, then persisted.'
 complete -c weave -n '__weave_at \'join\'' -l nickname -r -d 'Human-readable peer name; default: the host name.'
@@ -106,6 +111,11 @@ complete -c weave -n '__weave_at \'join\'' -l log-level -r -d 'debug, info, warn
 complete -c weave -n '__weave_at \'join\'' -l http-addr -r -d 'Also serve the full control API on this TCP address (e.g. 127.0.0.1:6784).'
 complete -c weave -n '__weave_at \'join\'' -l status-addr -r -d 'Read-only status address (\'\' disables).'
 complete -c weave -n '__weave_at \'join\'' -l host -r -d 'Address the mesh listens on.'
+complete -c weave -n '__weave_at \'join\'' -l ipalloc-range -r -d 'Address range for automatic allocation (default 10.32.0.0/12; \'\' disables IPAM).'
+complete -c weave -n '__weave_at \'join\'' -l ipalloc-default-subnet -r -d 'Subnet to allocate from by default.'
+complete -c weave -n '__weave_at \'join\'' -l ipalloc-init -r -d 'consensus[=N], seed=NAME,... or observer (default: consensus=peers+1...'
+complete -c weave -n '__weave_at \'join\'' -l ipalloc-timeout -r -d 'Seconds an allocation may wait before 503.'
+complete -c weave -n '__weave_at \'join\'' -l ipam-recover -r -d 'relearn: the IPAM database is lost; keep the peer name and re-learn its ranges.'
 complete -c weave -n '__weave_at \'join\'' -l help -d 'Show this message and exit.'
 complete -c weave -n '__weave_at \'connect\'' -l replace -d 'Replace the target list instead of adding to it.'
 complete -c weave -n '__weave_at \'connect\'' -l help -d 'Show this message and exit.'

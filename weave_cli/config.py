@@ -135,6 +135,18 @@ class LaunchConfig:
     heartbeat_interval: float = 5.0
     gossip_interval: float = 30.0
     retry_max: float = 60.0
+    ipalloc_range: str | None = None  # None: the default range (an overlap is then an error)
+    ipalloc_default_subnet: str | None = None
+    ipalloc_init: str | None = None  # None: consensus=1 (see weave_cli.ipam.options)
+    ipalloc_timeout: float = 30.0
+    ipam_recover: str | None = None
+
+    @property
+    def ipam_range(self) -> str:
+        """The allocation range in effect ("" when IPAM is disabled)."""
+        from weave_cli.ipam.options import DEFAULT_RANGE
+
+        return DEFAULT_RANGE if self.ipalloc_range is None else self.ipalloc_range
 
     def validate(self) -> LaunchConfig:
         self.peers = [parse_peer(p) for p in self.peers]
@@ -162,6 +174,15 @@ class LaunchConfig:
                 parse_http_addr(addr)
         if self.heartbeat_interval <= 0 or self.gossip_interval <= 0 or self.retry_max <= 0:
             raise UsageError("intervals must be positive", "check --heartbeat-interval")
+        if not 0 < self.ipalloc_timeout <= 3600:
+            raise UsageError(
+                f"invalid --ipalloc-timeout {self.ipalloc_timeout}", "use seconds, 0 < t <= 3600"
+            )
+        from weave_cli.ipam.options import check_options
+
+        check_options(
+            self.ipam_range, self.ipalloc_default_subnet, self.ipalloc_init, self.ipam_recover
+        )
         return self
 
     def to_json(self) -> str:

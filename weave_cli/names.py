@@ -96,8 +96,15 @@ class Paths:
         """Direct connection targets, for --resume."""
         return self.state_dir / "targets.json"
 
+    @property
+    def ipam_db(self) -> Path:
+        """IPAM's SQLite database (WAL mode: the -wal and -shm files sit beside it)."""
+        return self.state_dir / "ipam.db"
+
     def owned_state_files(self) -> list[Path]:
-        return [self.peer_file, self.targets_file]
+        db = self.ipam_db
+        wal, shm = db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")
+        return [self.peer_file, self.targets_file, db, wal, shm]
 
     def owned_run_files(self) -> list[Path]:
         return [

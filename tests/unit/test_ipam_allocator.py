@@ -338,3 +338,14 @@ def test_handoff_with_nobody_to_inherit_moves_nothing() -> None:
     a = seeded(A, (A,))
     assert a.handoff([A]) == (0, None)
     assert a.actions() == []
+
+
+def test_prime_starts_consensus_and_an_observer_asks_for_the_ring() -> None:
+    alone = Allocator(A, U16, Consensus(1), random.Random(1))
+    assert alone.status_words() == "idle"
+    assert alone.prime() is False or not alone.ring.is_empty()
+    assert alone.prime() is True and alone.status_words() == "ready"
+    obs = Allocator(C, U16, Observer(), random.Random(3))
+    assert obs.prime() is False and obs.status_words() == "priming"
+    (gossip,) = obs.actions()
+    assert isinstance(gossip, Broadcast) and decode_gossip(gossip.payload).need_ring

@@ -50,9 +50,22 @@ def test_new_range_discards_the_old_ring(tmp_path: Path) -> None:
     store = IPAMStore.open(tmp_path / "ipam.db", create=True)
     store.set_identity("02:00:00:00:00:01", "10.32.0.0/12")
     store.apply(Change(ring=b"r", add=[("c1", "10.32.0.1/12")]))
-    store.set_identity("02:00:00:00:00:01", "10.40.0.0/16")
+    why = store.set_identity("02:00:00:00:00:01", "10.40.0.0/16")
+    assert why == "the allocation range changed from 10.32.0.0/12 to 10.40.0.0/16"
     state = store.load()
     assert state.ring is None and state.owned == {} and state.range == "10.40.0.0/16"
+
+
+def test_new_peer_name_discards_the_old_ring_and_same_identity_keeps_it(tmp_path: Path) -> None:
+    store = IPAMStore.open(tmp_path / "ipam.db", create=True)
+    assert store.set_identity("02:00:00:00:00:01", "10.32.0.0/12") is None
+    store.apply(Change(ring=b"r", add=[("c1", "10.32.0.1/12")]))
+    assert store.set_identity("02:00:00:00:00:01", "10.32.0.0/12") is None
+    assert store.load().ring == b"r"
+    why = store.set_identity("02:00:00:00:00:02", "10.32.0.0/12")
+    assert why == "the peer name changed from 02:00:00:00:00:01 to 02:00:00:00:00:02"
+    state = store.load()
+    assert state.ring is None and state.owned == {} and state.peer_name == "02:00:00:00:00:02"
 
 
 def test_missing_database_is_refused_when_not_creating(tmp_path: Path) -> None:

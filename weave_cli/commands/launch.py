@@ -58,6 +58,38 @@ StatusAddrOpt = Annotated[
     str, typer.Option("--status-addr", help="Read-only status address ('' disables).")
 ]
 HostOpt = Annotated[str, typer.Option("--host", help="Address the mesh listens on.")]
+IpallocRangeOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--ipalloc-range",
+        help="Address range for automatic allocation (default 10.32.0.0/12; '' disables IPAM).",
+        show_default=False,
+    ),
+]
+IpallocSubnetOpt = Annotated[
+    Optional[str],
+    typer.Option("--ipalloc-default-subnet", help="Subnet to allocate from by default."),
+]
+IpallocInitOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--ipalloc-init",
+        help="consensus[=N], seed=NAME,... or observer (default: consensus=peers+1; "
+        "observer for join).",
+        show_default=False,
+    ),
+]
+IpallocTimeoutOpt = Annotated[
+    float,
+    typer.Option("--ipalloc-timeout", help="Seconds an allocation may wait before 503."),
+]
+IpamRecoverOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--ipam-recover",
+        help="relearn: the IPAM database is lost; keep the peer name and re-learn its ranges.",
+    ),
+]
 HeartbeatOpt = Annotated[float, typer.Option("--heartbeat-interval", hidden=True)]
 GossipOpt = Annotated[float, typer.Option("--gossip-interval", hidden=True)]
 RetryMaxOpt = Annotated[float, typer.Option("--retry-max", hidden=True)]
@@ -80,9 +112,18 @@ def build_config(
     heartbeat_interval: float,
     gossip_interval: float,
     retry_max: float,
+    ipalloc_range: str | None = None,
+    ipalloc_default_subnet: str | None = None,
+    ipalloc_init: str | None = None,
+    ipalloc_timeout: float = 30.0,
+    ipam_recover: str | None = None,
+    joining: bool = False,
 ) -> LaunchConfig:
     from weave_cli.config import LaunchConfig, parse_port
+    from weave_cli.ipam.options import default_init
 
+    if ipalloc_init is None and ipalloc_range != "":
+        ipalloc_init = default_init(len(peers or []), joining)
     return LaunchConfig(
         peers=list(peers or []),
         name=name,
@@ -99,6 +140,11 @@ def build_config(
         heartbeat_interval=heartbeat_interval,
         gossip_interval=gossip_interval,
         retry_max=retry_max,
+        ipalloc_range=ipalloc_range,
+        ipalloc_default_subnet=ipalloc_default_subnet or None,
+        ipalloc_init=ipalloc_init,
+        ipalloc_timeout=ipalloc_timeout,
+        ipam_recover=ipam_recover,
     ).validate()
 
 
@@ -187,6 +233,11 @@ def launch(
     heartbeat_interval: HeartbeatOpt = 5.0,
     gossip_interval: GossipOpt = 30.0,
     retry_max: RetryMaxOpt = 60.0,
+    ipalloc_range: IpallocRangeOpt = None,
+    ipalloc_default_subnet: IpallocSubnetOpt = None,
+    ipalloc_init: IpallocInitOpt = None,
+    ipalloc_timeout: IpallocTimeoutOpt = 30.0,
+    ipam_recover: IpamRecoverOpt = None,
 ) -> None:
     """Start the router on this host, optionally connecting to PEERs. Prints the peer name."""
     cfg = build_config(**locals())

@@ -12,6 +12,11 @@ from weave_cli.commands.launch import (
     HeartbeatOpt,
     HostOpt,
     HttpAddrOpt,
+    IpallocInitOpt,
+    IpallocRangeOpt,
+    IpallocSubnetOpt,
+    IpallocTimeoutOpt,
+    IpamRecoverOpt,
     LogLevelOpt,
     NameOpt,
     NickOpt,
@@ -73,9 +78,15 @@ def join(
     heartbeat_interval: HeartbeatOpt = 5.0,
     gossip_interval: GossipOpt = 30.0,
     retry_max: RetryMaxOpt = 60.0,
+    ipalloc_range: IpallocRangeOpt = None,
+    ipalloc_default_subnet: IpallocSubnetOpt = None,
+    ipalloc_init: IpallocInitOpt = None,
+    ipalloc_timeout: IpallocTimeoutOpt = 30.0,
+    ipam_recover: IpamRecoverOpt = None,
 ) -> None:
-    """Join the network through PEERs: launch the router with them if none runs, else connect."""
-    options = dict(locals())
+    """Join the network through PEERs: launch the router with them if none runs, else connect.
+    A router launched by join is an IPAM observer: it adopts the existing ring, never seeds one."""
+    options = dict(locals(), joining=True)
     from weave_cli.commands.launch import build_config, running_pid, start_router
 
     cfg = build_config(**options)

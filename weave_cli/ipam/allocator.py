@@ -95,6 +95,7 @@ class Allocator:
         self._asked: tuple[PeerName, float] | None = None  # outstanding space request
         self._gone: set[PeerName] = set()
         self.closed = False  # after handoff: every request is refused
+        self._priming = False  # someone waits for the ring itself (weave prime)
         self.conflicts: list[str] = []  # every conflict any merge reported
         self.own_conflicts: list[str] = []  # those where we were a claimant or lost a range
         if ring:
@@ -124,12 +125,22 @@ class Allocator:
     def pending(self) -> int:
         return len(self._pending)
 
+    def pending_requests(self) -> tuple[list[tuple[str, str]], list[str]]:
+        """Waiting (ident, CIDR) claims and waiting allocation idents, oldest first."""
+        claims = [(r.ident, str(r.cidr)) for r in self._pending if r.cidr is not None]
+        return claims, [r.ident for r in self._pending if r.subnet is not None]
+
+    def lookup(self, ident: str, subnet: CIDR | None = None) -> list[str]:
+        """The CIDRs ``ident`` holds (inside ``subnet`` when given)."""
+        cidrs = self.owned.get(ident, [])
+        return [str(c) for c in cidrs if subnet is None or c.addr in subnet.network.range()]
+
     def status_words(self, reachable: Iterable[PeerName] | None = None) -> str:
         if self.ring.is_empty():
             if self.paxos is not None:
                 known = self.paxos.known_nodes()
                 return f"awaiting consensus (quorum: {self.paxos.quorum}, known: {known})"
-            return "priming" if self._pending else "idle"
+            return "priming" if self._pending or self._priming else "idle"
         if not any(r.subnet is not None for r in self._pending):
             return "ready"
         others = {e.peer for e in self.ring.entries} - {self.me}
@@ -242,8 +253,22 @@ class Allocator:
         if self._asked is not None and now - self._asked[1] >= SPACE_RETRY:
             self._asked = None
         self._retry_pending()
-        if self.paxos is not None or self._pending:
+        if self.paxos is not None or self._pending or (self._priming and self.ring.is_empty()):
             self._broadcast()  # while something waits; otherwise neighbour gossip repairs
+
+    def prime(self, now: float = 0.0) -> bool:
+        """Start forming the ring if there is none (consensus, or asking electors as an
+        observer); True when the ring exists. ``weave prime`` calls this until it is True."""
+        self._now = now
+        if not self.ring.is_empty():
+            return True
+        self._priming = True
+        if isinstance(self.init, Consensus):
+            if self._ensure_paxos():
+                self._paxos_progress(True)
+        else:
+            self._broadcast()
+        return False
 
     def full_state(self) -> bytes:
         """Our whole state as a gossip payload, for neighbour anti-entropy."""
@@ -429,7 +454,7 @@ class Allocator:
         empty = self.ring.is_empty()
         paxos = self.paxos.gossip_state().to_bytes() if empty and self.paxos else b""
         ring = b"" if empty else self.ring.to_bytes()
-        need = empty and bool(self._pending)
+        need = empty and (bool(self._pending) or self._priming)
         return encode_gossip(Gossip(need, ring, paxos))
 
     def _broadcast(self) -> None:

@@ -102,15 +102,24 @@ class IPAMStore:
             state.owned.setdefault(ident, []).append(cidr)
         return state
 
-    def set_identity(self, peer_name: str, ipalloc_range: str) -> None:
-        """Record who we are and which range the ring belongs to (a new range drops the ring)."""
+    def set_identity(self, peer_name: str, ipalloc_range: str) -> str | None:
+        """Record who we are and which range the ring belongs to. A new range or a new peer name
+        discards the ring, the Paxos state and the owned addresses; returns why, or None."""
         with self._tx() as db:
-            old = db.execute("SELECT value FROM meta WHERE key='range'").fetchone()
-            if old is not None and bytes(old[0]).decode() != ipalloc_range:
+            old = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('range', 'peer')"))
+            old_range = bytes(old["range"]).decode() if "range" in old else None
+            old_peer = bytes(old["peer"]).decode() if "peer" in old else None
+            why = None
+            if old_range is not None and old_range != ipalloc_range:
+                why = f"the allocation range changed from {old_range} to {ipalloc_range}"
+            elif old_peer is not None and old_peer != peer_name:
+                why = f"the peer name changed from {old_peer} to {peer_name}"
+            if why is not None:
                 db.execute("DELETE FROM meta WHERE key IN ('ring', 'paxos')")
                 db.execute("DELETE FROM owned")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('peer', ?)", (peer_name.encode(),))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('range', ?)", (ipalloc_range.encode(),))
+        return why
 
     def apply(self, change: Change) -> None:
         """Write one logical change durably (returns after the commit is on disk)."""

@@ -26,11 +26,18 @@ from aiohttp import web
 from weave_cli import __version__
 from weave_cli.config import LaunchConfig, parse_http_addr
 from weave_cli.errors import WeaveError
+from weave_cli.ipam.channel import CHANNEL as IPAM_CHANNEL
+from weave_cli.ipam.channel import IPAMChannel
+from weave_cli.ipam.service import IPAMService
+from weave_cli.ipam.setup import open_ipam
+from weave_cli.ipam.store import IPAMStore
 from weave_cli.names import Paths
 from weave_cli.router import state
 from weave_cli.router.driver import MeshDriver
 from weave_cli.router.http_api import Handlers, build_app
+from weave_cli.router.http_ipam import IPAMRoutes
 from weave_cli.router.mesh import MeshConfig, MeshCore
+from weave_cli.router.mesh_port import DriverMeshPort
 from weave_cli.router.peer import random_uid
 from weave_cli.router.protocol import ProtocolSettings
 from weave_cli.router.supervisor import EXIT_NO_RESTART
@@ -52,6 +59,8 @@ class Router:
         self.ready = False
         self.runners: list[web.AppRunner] = []
         self.driver: MeshDriver | None = None
+        self.ipam: IPAMService | None = None
+        self.ipam_store: IPAMStore | None = None
 
     async def report(self) -> dict[str, Any]:
         assert self.driver is not None
@@ -61,6 +70,7 @@ class Router:
             "Version": __version__,
             "VersionCheck": {"Enabled": False},
             "Router": router,
+            "IPAM": await self.ipam.report() if self.ipam is not None else None,
         }
 
     async def connect(self, peers: list[str], replace: bool) -> None:
@@ -79,7 +89,9 @@ class Router:
         return list(self.cfg.peers)
 
     async def start(self) -> None:
+        peer_existed = self.paths.peer_file.exists()
         name = state.load_or_create_peer_name(self.paths, self.cfg.name, self.rng)
+        setup = open_ipam(self.paths, self.cfg, name, self.rng, peer_existed=peer_existed)
         nickname = self.cfg.nickname or host_nickname(socket.gethostname())
         loop = asyncio.get_running_loop()
         hb = self.cfg.heartbeat_interval
@@ -101,6 +113,19 @@ class Router:
             port=self.cfg.port,
             on_targets=lambda targets: state.save_targets(self.paths, targets),
         )
+        if setup is not None:
+            self.ipam_store = setup.store
+            self.ipam = IPAMService(
+                setup.allocator,
+                setup.store,
+                DriverMeshPort(self.driver, IPAM_CHANNEL),
+                clock=loop.time,
+                timeout=self.cfg.ipalloc_timeout,
+            )
+            service = self.ipam
+            core.register_channel(
+                IPAM_CHANNEL, IPAMChannel(lambda: service.published, service.deliver)
+            )
         await self.driver.start()
         log.info("Communication between peers is unencrypted.")
         log.info("Our name is %s(%s)", name, nickname)
@@ -108,7 +133,7 @@ class Router:
         self.ready = True
 
     async def _serve_http(self) -> None:
-        handlers = Handlers(self.report, self.connect, self.forget)
+        handlers = Handlers(self.report, self.connect, self.forget, IPAMRoutes(self.ipam))
         full = web.AppRunner(build_app(handlers, full=True), access_log=None, shutdown_timeout=2)
         await full.setup()
         self.runners.append(full)
@@ -145,6 +170,8 @@ class Router:
             await runner.cleanup()
         if self.driver is not None:
             await self.driver.shutdown()
+        if self.ipam_store is not None:
+            self.ipam_store.close()
 
 
 async def serve(paths: Paths, cfg: LaunchConfig) -> int:
@@ -160,18 +187,21 @@ async def serve(paths: Paths, cfg: LaunchConfig) -> int:
         await router.stop()
         return EXIT_NO_RESTART
     assert router.driver is not None
-    owner = asyncio.ensure_future(router.driver.run())
+    owners = {asyncio.ensure_future(router.driver.run())}
+    if router.ipam is not None:
+        owners.add(asyncio.ensure_future(router.ipam.run()))
     stopper = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({owner, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    failed = owner.done() and owner.exception() is not None
-    if failed:
-        log.error("mesh task failed", exc_info=owner.exception())
-    else:
+    await asyncio.wait(owners | {stopper}, return_when=asyncio.FIRST_COMPLETED)
+    failures = [t for t in owners if t.done() and t.exception() is not None]
+    for task in failures:
+        log.error("router task failed", exc_info=task.exception())
+    if not failures:
         log.info("stopping")
     stopper.cancel()
-    await router.stop()  # HTTP first, while the owner task can still answer queued queries
-    owner.cancel()
-    return 1 if failed else 0
+    await router.stop()  # HTTP first, while the owner tasks can still answer queued queries
+    for task in owners:
+        task.cancel()
+    return 1 if failures else 0
 
 
 def main(paths: Paths) -> int:

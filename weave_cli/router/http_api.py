@@ -35,8 +35,11 @@ PeerCall = Callable[[list[str], bool], Awaitable[None]]
 class Handlers:
     """Route handlers over three callables supplied by the daemon."""
 
-    def __init__(self, report: Report, connect: PeerCall, forget: PeerCall) -> None:
+    def __init__(
+        self, report: Report, connect: PeerCall, forget: PeerCall, ipam: Any = None
+    ) -> None:
         self.report, self.connect_peers, self.forget_peers = report, connect, forget
+        self.ipam = ipam  # an http_ipam.IPAMRoutes, whose routes join the full API
 
     async def status(self, request: web.Request) -> web.Response:
         from weave_cli import render
@@ -151,4 +154,6 @@ def build_app(handlers: Handlers, *, full: bool, tcp: bool = False) -> web.Appli
     if full:
         app.router.add_post("/connect", handlers.connect)
         app.router.add_post("/forget", handlers.forget)
+        if handlers.ipam is not None:
+            handlers.ipam.add_to(app)
     return app

@@ -1,0 +1,91 @@
+"""The ``ipam`` gossip channel: checks what arrives, hands it to the IPAM task, never decides.
+
+It runs inside the mesh's owner task, so it must not touch the allocator (the IPAM task owns
+it). It only reads the *published* view the IPAM task replaces after every change (an
+immutable ``PublishedState``) and forwards payloads through ``submit``.
+
+Checks made here, before anything reaches the allocator, so that the mesh can drop the
+connection that sent them (``ProtocolError``):
+
+* the payload parses (lengths bounded, magic right, the ring's invariants hold);
+* a ring for another range, or seeded by other peers, is refused with the original's words
+  ("IP allocation was seeded by different peers ..."): two separately formed rings never mix.
+
+Neighbour anti-entropy: ``digest()`` is ``b"D"`` + our full state; a neighbour answers a digest
+that differs from its own state with ``b"R"`` + its state (a reply is never answered), so two
+neighbours exchange at most two messages per gossip round and both end up merged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from weave_cli.errors import ProtocolError, WeaveError
+from weave_cli.ipam.allocator_wire import UnicastKind, decode_gossip, decode_unicast
+from weave_cli.ipam.ring import Ring
+from weave_cli.router.channels import GossipReply
+from weave_cli.router.peer import PeerName
+
+CHANNEL = "ipam"
+DIGEST, REPLY = b"D", b"R"
+
+
+@dataclass(frozen=True)
+class PublishedState:
+    """What the IPAM task last published: its ring (a private copy) and gossip payload."""
+
+    ring: Ring
+    full_state: bytes
+
+
+Deliver = Callable[[str, PeerName, bytes], None]  # (kind "gossip"/"unicast", src, payload)
+
+
+class IPAMChannel:
+    def __init__(self, published: Callable[[], PublishedState], deliver: Deliver) -> None:
+        self.published, self.deliver = published, deliver
+
+    def _check_ring(self, data: bytes) -> None:
+        if not data:
+            return
+        try:
+            self.published().ring.validate_incoming(Ring.from_bytes(data))
+        except WeaveError as err:
+            raise ProtocolError(err.message) from None
+
+    def _check_gossip(self, payload: bytes) -> None:
+        try:
+            g = decode_gossip(payload)
+        except WeaveError as err:
+            raise ProtocolError(f"bad IPAM gossip: {err.message}") from None
+        self._check_ring(g.ring)
+
+    def on_broadcast(self, src: PeerName, payload: bytes) -> bytes | None:
+        self._check_gossip(payload)
+        self.deliver("gossip", src, payload)
+        return payload  # broadcast trees deliver each message once: always relay
+
+    def on_unicast(self, src: PeerName, payload: bytes) -> None:
+        try:
+            m = decode_unicast(payload)
+        except WeaveError as err:
+            raise ProtocolError(f"bad IPAM message: {err.message}") from None
+        if m.kind == UnicastKind.RING_UPDATE:
+            self._check_ring(m.ring)
+        self.deliver("unicast", src, payload)
+
+    def on_gossip(self, sender: PeerName, payload: bytes) -> GossipReply:
+        kind, state = payload[:1], payload[1:]
+        if kind not in (DIGEST, REPLY):
+            raise ProtocolError("bad IPAM gossip kind")
+        self._check_gossip(state)
+        ours = self.published().full_state
+        if state != ours:
+            self.deliver("gossip", sender, state)
+        if kind == DIGEST and state != ours:
+            return [REPLY + ours], None
+        return [], None
+
+    def digest(self) -> bytes:
+        return DIGEST + self.published().full_state
