@@ -189,35 +189,45 @@ class IPAMService:
 
     # -- requests (any task) ---------------------------------------------------------------------
 
-    async def _result(self, result: Result, status: Callable[[], str]) -> str:
-        if isinstance(result, Failed):
-            raise UsageError(result.message)
+    def _track(self, result: Result) -> str | Failed | tuple[int, asyncio.Future[str]]:
+        """In the owner task: register a waiting request at once, before this turn's replies
+        are carried out (a request can be answered in the very turn that queued it)."""
         if not isinstance(result, Pending):
             return result
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.waiting[result.request_id] = fut
+        return result.request_id, fut
+
+    async def _outcome(self, tracked: str | Failed | tuple[int, asyncio.Future[str]]) -> str:
+        if isinstance(tracked, Failed):
+            raise UsageError(tracked.message)
+        if isinstance(tracked, str):
+            return tracked
+        rid, fut = tracked
         try:
             return await asyncio.wait_for(asyncio.shield(fut), self.timeout)
         except asyncio.TimeoutError:
-            rid = result.request_id
-            words = await self.query(lambda _now: (self.alloc.cancel(rid), status())[1])
+            words = await self.query(lambda _now: (self.alloc.cancel(rid), self._words())[1])
             self.waiting.pop(rid, None)
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                return fut.result()  # answered while we were withdrawing it
             raise IPAMUnavailableError(words) from None
 
     def _words(self) -> str:
         return self.alloc.status_words(self.reachable)
 
     async def allocate(self, ident: str, subnet: CIDR | None) -> str:
-        result = await self.query(lambda now: self.alloc.allocate(ident, subnet, now))
-        return await self._result(result, self._words)
+        return await self._outcome(
+            await self.query(lambda now: self._track(self.alloc.allocate(ident, subnet, now)))
+        )
 
     async def claim(self, ident: str, cidr: CIDR, no_error_on_unknown: bool = False) -> str:
-        def apply(now: float) -> Result:
+        def apply(now: float) -> str | Failed | tuple[int, asyncio.Future[str]]:
             if no_error_on_unknown and self.alloc.ring.is_empty():
                 return str(cidr)  # the original: a pre-claim before any ring is not an error
-            return self.alloc.claim(ident, cidr, now)
+            return self._track(self.alloc.claim(ident, cidr, now))
 
-        return await self._result(await self.query(apply), self._words)
+        return await self._outcome(await self.query(apply))
 
     async def free(self, ident: str, addr: str | None = None) -> int:
         return await self.query(lambda _now: self.alloc.free(ident, addr))

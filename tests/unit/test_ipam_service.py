@@ -1,0 +1,195 @@
+"""The IPAM task against a real SQLite file and a recording mesh; the gossip channel's checks."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from weave_cli.errors import (
+    IPAMDisabledError,
+    IPAMUnavailableError,
+    ProtocolError,
+    UsageError,
+)
+from weave_cli.ipam.address import CIDR
+from weave_cli.ipam.allocator import Allocator
+from weave_cli.ipam.allocator_wire import Consensus, Gossip, Observer, Seed, encode_gossip
+from weave_cli.ipam.channel import DIGEST, REPLY, IPAMChannel
+from weave_cli.ipam.ring import Ring
+from weave_cli.ipam.service import IPAMService
+from weave_cli.ipam.store import IPAMStore
+from weave_cli.router.peer import PeerName
+
+A, B, C = PeerName(0x0A0000000001), PeerName(0x0A0000000002), PeerName(0x0A0000000003)
+U = CIDR.parse("10.32.0.0/28")
+
+
+class RecordingMesh:
+    def __init__(self, peers: dict[PeerName, tuple[str, bool]] | None = None) -> None:
+        self.sent: list[tuple[str, PeerName | None, bytes]] = []
+        self.known = peers or {A: ("a", True)}
+        self.flushed = 0
+
+    def broadcast(self, payload: bytes) -> None:
+        self.sent.append(("broadcast", None, payload))
+
+    def unicast(self, dst: PeerName, payload: bytes) -> None:
+        self.sent.append(("unicast", dst, payload))
+
+    async def peers(self) -> dict[PeerName, tuple[str, bool]]:
+        return dict(self.known)
+
+    async def flush(self) -> None:
+        self.flushed += 1
+
+
+def run_with(
+    tmp_path: Path,
+    alloc: Allocator,
+    body: Callable[[IPAMService, IPAMStore, RecordingMesh], Awaitable[Any]],
+    mesh: RecordingMesh | None = None,
+    timeout: float = 5.0,
+) -> Any:
+    async def main() -> Any:
+        store = IPAMStore.open(tmp_path / "ipam.db", create=True)
+        loop = asyncio.get_running_loop()
+        m = mesh or RecordingMesh()
+        svc = IPAMService(alloc, store, m, clock=loop.time, timeout=timeout)
+        task = asyncio.ensure_future(svc.run())
+        try:
+            return await body(svc, store, m)
+        finally:
+            task.cancel()
+            store.close()
+
+    return asyncio.run(main())
+
+
+def test_an_address_is_on_disk_before_it_is_returned(tmp_path: Path) -> None:
+    alloc = Allocator(A, U, Consensus(1), random.Random(1))
+
+    async def body(svc: IPAMService, store: IPAMStore, _m: RecordingMesh) -> None:
+        cidr = await svc.allocate("c1", None)
+        assert cidr == "10.32.0.1/28"
+        assert store.load().owned == {"c1": ["10.32.0.1/28"]}
+        assert await svc.lookup("c1", None) == ["10.32.0.1/28"]
+        assert await svc.free("c1") == 1 and store.load().owned == {}
+
+    run_with(tmp_path, alloc, body)
+
+
+def test_waiting_past_the_timeout_answers_the_status_words(tmp_path: Path) -> None:
+    alloc = Allocator(A, U, Consensus(3), random.Random(1))
+
+    async def body(svc: IPAMService, _s: IPAMStore, _m: RecordingMesh) -> None:
+        words = r"awaiting consensus \(quorum: 2, known: 1\)"
+        with pytest.raises(IPAMUnavailableError, match=words):
+            await svc.allocate("c1", None)
+        assert (await svc.report())["PendingAllocates"] == []  # the request was withdrawn
+
+    run_with(tmp_path, alloc, body, timeout=0.3)
+
+
+def test_refusals_are_usage_errors(tmp_path: Path) -> None:
+    alloc = Allocator(A, U, Seed((A, B)), random.Random(1))
+
+    async def body(svc: IPAMService, _s: IPAMStore, _m: RecordingMesh) -> None:
+        with pytest.raises(UsageError, match="owned by other peer"):
+            await svc.claim("c1", CIDR.parse("10.32.0.9/28"))
+        assert await svc.claim("c2", CIDR.parse("192.168.1.1/24")) == "192.168.1.1/24"
+
+    run_with(tmp_path, alloc, body)
+
+
+def test_rmpeer_refuses_live_and_unknown_peers_and_takes_over_dead_ones(tmp_path: Path) -> None:
+    alloc = Allocator(A, U, Seed((A, B)), random.Random(1))
+    mesh = RecordingMesh({A: ("a", True), B: ("b", True), C: ("c", True)})
+
+    async def body(svc: IPAMService, store: IPAMStore, m: RecordingMesh) -> None:
+        with pytest.raises(UsageError, match="connected"):
+            await svc.rmpeer("b")
+        with pytest.raises(IPAMDisabledError, match="unknown peer nobody"):
+            await svc.rmpeer("nobody")
+        with pytest.raises(UsageError, match="ourselves"):
+            await svc.rmpeer(str(A))
+        m.known[B] = ("b", False)
+        count, name, conflicts = await svc.rmpeer("b")
+        assert (count, name, conflicts) == (8, str(B), [])
+        assert Ring.from_bytes(store.load().ring or b"").owned_ranges(B) == []
+        assert any(kind == "broadcast" for kind, _, _ in m.sent)
+
+    run_with(tmp_path, alloc, body, mesh=mesh)
+
+
+def test_handoff_prefers_a_live_peer_with_ranges_and_flushes(tmp_path: Path) -> None:
+    alloc = Allocator(A, U, Seed((A, B)), random.Random(1))
+    mesh = RecordingMesh({A: ("a", True), B: ("b", False), C: ("c", True)})
+
+    async def body(svc: IPAMService, _s: IPAMStore, m: RecordingMesh) -> None:
+        moved, heir = await svc.handoff()
+        assert (moved, heir) == (8, f"{C}(c)")  # B owns space but is unreachable
+        assert m.flushed == 1
+        with pytest.raises(UsageError, match="leaving"):
+            await svc.allocate("c1", None)
+
+    run_with(tmp_path, alloc, body, mesh=mesh)
+
+
+def test_prime_waits_for_the_ring(tmp_path: Path) -> None:
+    alloc = Allocator(A, U, Consensus(1), random.Random(1))
+
+    async def body(svc: IPAMService, _s: IPAMStore, _m: RecordingMesh) -> None:
+        await svc.wait_ring()
+        assert (await svc.report())["Status"] == "ready"
+
+    run_with(tmp_path, alloc, body)
+    observer = Allocator(A, U, Observer(), random.Random(1))
+
+    async def lonely(svc: IPAMService, _s: IPAMStore, _m: RecordingMesh) -> None:
+        with pytest.raises(IPAMUnavailableError, match="priming"):
+            await svc.wait_ring()
+
+    run_with(tmp_path / "..", observer, lonely, timeout=0.3)
+
+
+# -- the channel -----------------------------------------------------------------------------
+
+
+def channel_for(alloc: Allocator) -> tuple[IPAMChannel, list[tuple[str, PeerName, bytes]]]:
+    from weave_cli.ipam.channel import PublishedState
+
+    got: list[tuple[str, PeerName, bytes]] = []
+    state = PublishedState(alloc.ring.copy(), alloc.full_state())
+    return IPAMChannel(lambda: state, lambda k, s, p: got.append((k, s, p))), got
+
+
+def test_channel_refuses_garbage_and_rings_seeded_by_others() -> None:
+    ours = Allocator(A, U, Seed((A, B)), random.Random(1))
+    channel, got = channel_for(ours)
+    with pytest.raises(ProtocolError):
+        channel.on_broadcast(B, b"garbage")
+    with pytest.raises(ProtocolError):
+        channel.on_unicast(B, b"WAU1\x07")
+    other = Allocator(C, U, Seed((C,)), random.Random(1))
+    with pytest.raises(ProtocolError, match="seeded by different peers"):
+        channel.on_broadcast(C, other.full_state())
+    with pytest.raises(ProtocolError):
+        channel.on_gossip(C, b"X" + ours.full_state())
+    assert got == []
+
+
+def test_channel_relays_broadcasts_and_answers_only_differing_digests() -> None:
+    ours = Allocator(A, U, Seed((A, B)), random.Random(1))
+    channel, got = channel_for(ours)
+    same = ours.full_state()
+    assert channel.on_broadcast(B, same) == same and got == [("gossip", B, same)]
+    assert channel.on_gossip(B, DIGEST + same) == ([], None)
+    empty = encode_gossip(Gossip(False, b"", b""))
+    assert channel.on_gossip(C, DIGEST + empty) == ([REPLY + same], None)
+    assert channel.on_gossip(C, REPLY + empty) == ([], None)  # a reply is never answered
+    assert channel.digest() == DIGEST + same
