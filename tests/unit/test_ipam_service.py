@@ -95,6 +95,23 @@ def test_waiting_past_the_timeout_answers_the_status_words(tmp_path: Path) -> No
     run_with(tmp_path, alloc, body, timeout=0.3)
 
 
+def test_a_timed_out_allocation_gets_the_words_of_its_own_wait(tmp_path: Path) -> None:
+    """The words are read before the request is withdrawn: our space is used up and the only
+    other owner is unreachable, which is what the client waited for (not 'ready')."""
+    alloc = Allocator(A, U, Seed((A, B)), random.Random(1))
+    mesh = RecordingMesh({A: ("a", True), B: ("b", False)})
+
+    async def body(svc: IPAMService, _s: IPAMStore, _m: RecordingMesh) -> None:
+        while alloc.space.num_free(U.host_range()):
+            await svc.allocate(f"c{alloc.space.num_free(U.host_range())}", None)
+        words = "all IP ranges owned by unreachable peers - use 'rmpeer' if they are dead"
+        with pytest.raises(IPAMUnavailableError, match=words):
+            await svc.allocate("late", None)
+        assert (await svc.report())["PendingAllocates"] == []
+
+    run_with(tmp_path, alloc, body, mesh=mesh, timeout=0.3)
+
+
 def test_refusals_are_usage_errors(tmp_path: Path) -> None:
     alloc = Allocator(A, U, Seed((A, B)), random.Random(1))
 

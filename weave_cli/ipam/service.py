@@ -207,7 +207,9 @@ class IPAMService:
         try:
             return await asyncio.wait_for(asyncio.shield(fut), self.timeout)
         except asyncio.TimeoutError:
-            words = await self.query(lambda _now: (self.alloc.cancel(rid), self._words())[1])
+            # The words describe what this request waited for: read them before withdrawing it
+            # (without it, a peer with nothing else pending would say 'ready').
+            words = await self.query(lambda _now: (self._words(), self.alloc.cancel(rid))[0])
             self.waiting.pop(rid, None)
             if fut.done() and not fut.cancelled() and fut.exception() is None:
                 return fut.result()  # answered while we were withdrawing it
