@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -210,3 +211,13 @@ def test_channel_relays_broadcasts_and_answers_only_differing_digests() -> None:
     assert channel.on_gossip(C, DIGEST + empty) == ([REPLY + same], None)
     assert channel.on_gossip(C, REPLY + empty) == ([], None)  # a reply is never answered
     assert channel.digest() == DIGEST + same
+
+
+def test_channel_logs_why_it_refuses_a_ring(caplog: pytest.LogCaptureFixture) -> None:
+    """The mesh drops the connection silently: the reason must reach the router log."""
+    channel, _ = channel_for(Allocator(A, U, Seed((A, B)), random.Random(1)))
+    other = Allocator(C, U, Seed((C,)), random.Random(1))
+    with caplog.at_level(logging.ERROR, "weave.ipam"), pytest.raises(ProtocolError):
+        channel.on_gossip(C, DIGEST + other.full_state())
+    assert f"refusing gossip from {C}" in caplog.text
+    assert "seeded by different peers" in caplog.text

@@ -18,7 +18,9 @@ neighbours exchange at most two messages per gossip round and both end up merged
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from weave_cli.errors import ProtocolError, WeaveError
@@ -29,6 +31,7 @@ from weave_cli.router.peer import PeerName
 
 CHANNEL = "ipam"
 DIGEST, REPLY = b"D", b"R"
+log = logging.getLogger("weave.ipam")
 
 
 @dataclass(frozen=True)
@@ -62,24 +65,27 @@ class IPAMChannel:
         self._check_ring(g.ring)
 
     def on_broadcast(self, src: PeerName, payload: bytes) -> bytes | None:
-        self._check_gossip(payload)
+        with _logged_refusal(src):
+            self._check_gossip(payload)
         self.deliver("gossip", src, payload)
         return payload  # broadcast trees deliver each message once: always relay
 
     def on_unicast(self, src: PeerName, payload: bytes) -> None:
-        try:
-            m = decode_unicast(payload)
-        except WeaveError as err:
-            raise ProtocolError(f"bad IPAM message: {err.message}") from None
-        if m.kind == UnicastKind.RING_UPDATE:
-            self._check_ring(m.ring)
+        with _logged_refusal(src):
+            try:
+                m = decode_unicast(payload)
+            except WeaveError as err:
+                raise ProtocolError(f"bad IPAM message: {err.message}") from None
+            if m.kind == UnicastKind.RING_UPDATE:
+                self._check_ring(m.ring)
         self.deliver("unicast", src, payload)
 
     def on_gossip(self, sender: PeerName, payload: bytes) -> GossipReply:
         kind, state = payload[:1], payload[1:]
-        if kind not in (DIGEST, REPLY):
-            raise ProtocolError("bad IPAM gossip kind")
-        self._check_gossip(state)
+        with _logged_refusal(sender):
+            if kind not in (DIGEST, REPLY):
+                raise ProtocolError("bad IPAM gossip kind")
+            self._check_gossip(state)
         ours = self.published().full_state
         if state != ours:
             self.deliver("gossip", sender, state)
@@ -89,3 +95,14 @@ class IPAMChannel:
 
     def digest(self) -> bytes:
         return DIGEST + self.published().full_state
+
+
+@contextmanager
+def _logged_refusal(src: PeerName) -> Iterator[None]:
+    """Log why a payload is refused: the mesh closes the connection without saying why, and
+    the operator must learn that, e.g., two rings were seeded separately."""
+    try:
+        yield
+    except ProtocolError as err:
+        log.error("IPAM: refusing gossip from %s, dropping the connection: %s", src, err.message)
+        raise
