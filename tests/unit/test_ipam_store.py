@@ -74,16 +74,15 @@ def test_missing_database_is_refused_when_not_creating(tmp_path: Path) -> None:
     assert "--ipam-recover=relearn" in str(info.value)
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncate"])
+@pytest.mark.parametrize("damage", ["garbage", "truncate", "empty"])
 def test_corrupt_database_is_refused_and_kept(tmp_path: Path, damage: str) -> None:
     path = tmp_path / "ipam.db"
     store = IPAMStore.open(path, create=True)
     store.apply(Change(ring=b"x" * 10000, add=[(f"c{i}", f"10.32.0.{i}/12") for i in range(200)]))
     store.close()
     data = path.read_bytes()
-    path.write_bytes(
-        b"not a database at all" * 100 if damage == "garbage" else data[: len(data) // 3]
-    )
+    damaged = {"garbage": b"not a database at all" * 100, "truncate": data[: len(data) // 3]}
+    path.write_bytes(damaged.get(damage, b""))
     before = path.read_bytes()
     with pytest.raises(StateError, match=str(path)):
         IPAMStore.open(path, create=False)

@@ -69,6 +69,10 @@ class IPAMStore:
         exists = path.exists()
         if not exists and not create:
             raise StateError(f"IPAM database {path} is missing", RECOVER_HINT)
+        if exists and not create and path.stat().st_size == 0:
+            # SQLite would take an empty file for a new database: a silent reset. Ours always
+            # holds at least its header page once opened, so an empty one lost its contents.
+            raise StateError(f"IPAM database {path} is corrupt (the file is empty)", RECOVER_HINT)
         if not exists:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         try:
