@@ -19,7 +19,14 @@ from weave_cli.errors import (
 )
 from weave_cli.ipam.address import CIDR
 from weave_cli.ipam.allocator import Allocator
-from weave_cli.ipam.allocator_wire import Consensus, Gossip, Observer, Seed, encode_gossip
+from weave_cli.ipam.allocator_wire import (
+    Consensus,
+    Gossip,
+    Observer,
+    Seed,
+    Unicast,
+    encode_gossip,
+)
 from weave_cli.ipam.channel import DIGEST, REPLY, IPAMChannel
 from weave_cli.ipam.ring import Ring
 from weave_cli.ipam.service import IPAMService
@@ -173,6 +180,40 @@ def test_prime_waits_for_the_ring(tmp_path: Path) -> None:
             await svc.wait_ring()
 
     run_with(tmp_path / "..", observer, lonely, timeout=0.3)
+
+
+def test_a_donor_not_seen_reachable_is_not_waited_on(tmp_path: Path) -> None:
+    """A ring that arrives between two peer refreshes can name a donor the mesh has no route
+    to yet; the mesh drops that space request silently. The task must not wait SPACE_RETRY
+    (5 s) for it: it asks a donor it knows it reaches at once."""
+    from weave_cli.ipam.allocator_wire import UnicastKind, decode_unicast
+
+    seeded = Allocator(C, U, Seed((B, C)), random.Random(1))
+    mesh = RecordingMesh({A: ("a", True), C: ("c", True)})  # B: not (yet) in our topology
+
+    def asked(m: RecordingMesh) -> list[PeerName]:
+        return [dst for kind, dst, payload in m.sent if kind == "unicast" and dst is not None
+                and decode_unicast(payload).kind is UnicastKind.SPACE_REQUEST]  # fmt: skip
+
+    async def body(svc: IPAMService, _s: IPAMStore, m: RecordingMesh) -> None:
+        pending = asyncio.ensure_future(svc.allocate("c1", None))
+        await asyncio.sleep(0.05)
+        svc.deliver("gossip", C, seeded.full_state())  # the ring: B and C own everything
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            if C in asked(m):
+                break
+        assert asked(m)[:2] == [B, C]
+        pending.cancel()
+
+    for seed in range(20):  # a seed whose first pick is B, the donor we cannot reach
+        alloc = Allocator(A, U, Observer(), random.Random(seed))
+        probe = Allocator(A, U, Observer(), random.Random(seed))
+        probe.allocate("c1")
+        probe.on_gossip(C, seeded.full_state())
+        if [a.dst for a in probe.actions() if isinstance(a, Unicast)][-1:] == [B]:
+            break
+    run_with(tmp_path, alloc, body, mesh=mesh)
 
 
 # -- the channel -----------------------------------------------------------------------------

@@ -35,6 +35,8 @@ from weave_cli.ipam.allocator_wire import (
     Reply,
     Result,
     Unicast,
+    UnicastKind,
+    decode_unicast,
 )
 from weave_cli.ipam.channel import PublishedState
 from weave_cli.ipam.report import ipam_report
@@ -149,6 +151,7 @@ class IPAMService:
                 self.mesh.broadcast(action.payload)
             elif isinstance(action, Unicast):
                 self.mesh.unicast(action.dst, action.payload)
+                self._unseen_donor(action)
             elif isinstance(action, Reply):
                 fut = self.waiting.pop(action.request_id, None)
                 if fut is not None and not fut.done():
@@ -173,6 +176,16 @@ class IPAMService:
         state = self.alloc.full_state()
         if state != self.published.full_state:
             self.published = PublishedState(self.alloc.ring.copy(), state)
+
+    def _unseen_donor(self, action: Unicast) -> None:
+        """A space request to a peer the last refresh did not see reachable (one that entered
+        the ring since) may have no route: the mesh drops it silently and the allocator would
+        wait SPACE_RETRY for an answer. Count that peer gone until the next refresh, so the
+        allocator asks a donor we know we reach at once."""
+        if action.dst in self.reachable:
+            return
+        if decode_unicast(action.payload).kind is UnicastKind.SPACE_REQUEST:
+            self.submit(lambda _now: self.alloc.peer_gone(action.dst))
 
     async def _refresh_peers(self) -> None:
         self._apply_peers(await self.mesh.peers())
