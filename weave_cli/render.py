@@ -12,7 +12,10 @@ Layouts are the ones of the original's ``prog/weaver/http.go`` templates:
 * ``render_peers``: ``name(nick)``, then per connection three spaces, arrow, ``%-21s`` address,
   ``%-37s`` ``name(nick)``, ``established|pending`` (the troubleshooting doc's example predates
   the 37-column padding and shows 32);
-* ``render_targets``: one target per line.
+* ``render_targets``: one target per line;
+* ``render_ipam`` (``weave status ipam``, also served by the router at ``/status/ipam``): see
+  ``weave_cli.render_ipam``. The ipam section of ``render_status`` adds, when the report's
+  ``Conflicts`` list is not empty, ``Conflicts: N (see 'weave status ipam')``.
 
 Partial or older reports never raise. The rule: a missing or mistyped string/number renders
 as ``-``; a missing list counts as ``-`` in the summary and as empty in the per-line views;
@@ -35,8 +38,9 @@ from weave_cli.gofmt import format_value
 if TYPE_CHECKING:
     from rich.text import Text
 
-__all__ = ["CONNECTION_STATES", "STATE_STYLES", "colorize", "render_connections", "render_peers",
-           "render_status", "render_targets", "style_for_state", "version_check_text"]
+__all__ = ["CONNECTION_STATES", "STATE_STYLES", "colorize", "render_connections", "render_ipam",
+           "render_peers", "render_status", "render_targets", "style_for_state",
+           "version_check_text"]
 
 CONNECTION_STATES = ("established", "pending", "retrying", "failed", "connecting")
 """The order in which the summary lists connection states (others count only in the total)."""
@@ -201,6 +205,9 @@ def render_status(report: dict[str, Any]) -> str:
             _line("Range", _text(ipam.get("Range"))),
             _line("DefaultSubnet", _text(ipam.get("DefaultSubnet"))),
         ]
+        conflicts = _list(ipam.get("Conflicts"))
+        if conflicts:
+            lines.append(_line("Conflicts", f"{len(conflicts)} (see 'weave status ipam')"))
     return _lines(lines)
 
 
@@ -241,6 +248,16 @@ def render_targets(report: dict[str, Any]) -> str:
     return _lines([_text(t) for t in _list(_get(_get(report, "Router"), "Targets"))])
 
 
+def render_ipam(report: dict[str, Any]) -> str:
+    """``weave status ipam``: who owns how much of the range (``""`` without an ``IPAM`` object).
+
+    Pure over ``report``; the layout is described in ``weave_cli.render_ipam``.
+    """
+    from weave_cli.render_ipam import render_ipam_view
+
+    return render_ipam_view(report)
+
+
 def style_for_state(state: str) -> str:
     """The rich style for a connection state (``""`` for an unknown state: no colour)."""
     return STATE_STYLES.get(state, "")
@@ -253,11 +270,17 @@ def colorize(text: str) -> Text:
     """``text`` (a rendered block) as rich ``Text`` with every state word styled.
 
     Whole words only; a state word inside an error message or nickname is coloured too, which
-    is harmless. rich is imported here, not at module import.
+    is harmless. IPAM text follows ``render_ipam.IPAM_STYLES`` (unreachable owners and conflicts
+    red, status words by meaning). rich is imported here, not at module import.
     """
     from rich.text import Text
+
+    from weave_cli.render_ipam import IPAM_STYLES
 
     styled = Text(text)
     for m in _STATE_WORDS.finditer(text):
         styled.stylize(STATE_STYLES[m.group(1)], m.start(), m.end())
+    for pattern, style in IPAM_STYLES:
+        for m in pattern.finditer(text):
+            styled.stylize(style, m.start(), m.end())
     return styled
