@@ -6,7 +6,7 @@
 
 _weave_commands() {
     case "$1" in
-        "") echo "launch join connect forget status report stop reset version lab" ;;
+        "") echo "launch join connect forget status report rmpeer prime stop reset version lab" ;;
         "lab") echo "up down exec status kill restart partition heal demo" ;;
     esac
 }
@@ -20,6 +20,8 @@ _weave_options() {
         "forget") echo "--help" ;;
         "status") echo "--help" ;;
         "report") echo "-f --format --help" ;;
+        "rmpeer") echo "--help" ;;
+        "prime") echo "--help" ;;
         "stop") echo "--help" ;;
         "reset") echo "--force --help" ;;
         "version") echo "--help" ;;
@@ -54,7 +56,7 @@ _weave_valued() {
 
 _weave_words() {
     case "$1" in
-        "status") echo "peers connections targets" ;;
+        "status") echo "peers connections targets ipam" ;;
     esac
 }
 

@@ -6,7 +6,7 @@
 function __weave_commands
     switch $argv[1]
         case ''
-            echo launch join connect forget status report stop reset version lab
+            echo launch join connect forget status report rmpeer prime stop reset version lab
         case 'lab'
             echo up down exec status kill restart partition heal demo
     end
@@ -77,8 +77,10 @@ complete -c weave -n '__weave_at \'\' 0' -a connect -d 'Add PEERs to the running
 complete -c weave -n '__weave_at \'\' 0' -a forget -d 'Remove PEERs from the router\'s targets (existing connections stay until they...'
 complete -c weave -n '__weave_at \'\' 0' -a status -d 'Show the router\'s state: summary, peers, connections (and why a link is...'
 complete -c weave -n '__weave_at \'\' 0' -a report -d 'Print the router\'s full state as indented JSON, or through a template.'
+complete -c weave -n '__weave_at \'\' 0' -a rmpeer -d 'Take over the IP ranges of dead PEERs. Run it on ONE host only for each dead...'
+complete -c weave -n '__weave_at \'\' 0' -a prime -d 'Wait until the IP address ring exists, forming it by consensus if needed.'
 complete -c weave -n '__weave_at \'\' 0' -a stop -d 'Stop the router on this host. Containers and the bridge stay as they are.'
-complete -c weave -n '__weave_at \'\' 0' -a reset -d 'Stop the router and remove its state and everything weave created on this host.'
+complete -c weave -n '__weave_at \'\' 0' -a reset -d 'Hand this host\'s IP ranges to a live peer, then stop the router and remove...'
 complete -c weave -n '__weave_at \'\' 0' -a version -d 'Print the CLI\'s version, and the router\'s if one answers within 0.2 s.'
 complete -c weave -n '__weave_at \'\' 0' -a lab -d 'A multi-host weave network on this machine, for trying and testing.'
 complete -c weave -n '__weave_at \'\'' -l install-completion -d 'Install completion for the current shell.'
@@ -121,11 +123,13 @@ complete -c weave -n '__weave_at \'connect\'' -l replace -d 'Replace the target 
 complete -c weave -n '__weave_at \'connect\'' -l help -d 'Show this message and exit.'
 complete -c weave -n '__weave_at \'forget\'' -l help -d 'Show this message and exit.'
 complete -c weave -n '__weave_at \'status\'' -l help -d 'Show this message and exit.'
-complete -c weave -n '__weave_at \'status\' 0' -a 'peers connections targets'
+complete -c weave -n '__weave_at \'status\' 0' -a 'peers connections targets ipam'
 complete -c weave -n '__weave_at \'report\'' -s f -l format -r -d 'Go-style template, e.g. \'{{.Router.Name}}\' or \'{{json .Router.Peers}}\'.'
 complete -c weave -n '__weave_at \'report\'' -l help -d 'Show this message and exit.'
+complete -c weave -n '__weave_at \'rmpeer\'' -l help -d 'Show this message and exit.'
+complete -c weave -n '__weave_at \'prime\'' -l help -d 'Show this message and exit.'
 complete -c weave -n '__weave_at \'stop\'' -l help -d 'Show this message and exit.'
-complete -c weave -n '__weave_at \'reset\'' -l force -d 'Reset even if the router cannot be reached.'
+complete -c weave -n '__weave_at \'reset\'' -l force -d 'Reset even if this host\'s IP ranges cannot be handed over to a live peer.'
 complete -c weave -n '__weave_at \'reset\'' -l help -d 'Show this message and exit.'
 complete -c weave -n '__weave_at \'version\'' -l help -d 'Show this message and exit.'
 complete -c weave -n '__weave_at \'lab\' 0' -a up -d 'Create hosts h1..hN and start routers: h1 launches, the others join 198.18.0.1.'

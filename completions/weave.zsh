@@ -7,7 +7,7 @@
 
 _weave_commands() {
     case $1 in
-        '') reply=('launch:Start the router on this host, optionally connecting to PEERs. Prints the...' 'join:Join the network through PEERs: launch the router with them if none runs...' 'connect:Add PEERs to the running router'\''s targets (the original'\''s name for join).' 'forget:Remove PEERs from the router'\''s targets (existing connections stay until they...' 'status:Show the router'\''s state: summary, peers, connections (and why a link is...' 'report:Print the router'\''s full state as indented JSON, or through a template.' 'stop:Stop the router on this host. Containers and the bridge stay as they are.' 'reset:Stop the router and remove its state and everything weave created on this host.' 'version:Print the CLI'\''s version, and the router'\''s if one answers within 0.2 s.' 'lab:A multi-host weave network on this machine, for trying and testing.') ;;
+        '') reply=('launch:Start the router on this host, optionally connecting to PEERs. Prints the...' 'join:Join the network through PEERs: launch the router with them if none runs...' 'connect:Add PEERs to the running router'\''s targets (the original'\''s name for join).' 'forget:Remove PEERs from the router'\''s targets (existing connections stay until they...' 'status:Show the router'\''s state: summary, peers, connections (and why a link is...' 'report:Print the router'\''s full state as indented JSON, or through a template.' 'rmpeer:Take over the IP ranges of dead PEERs. Run it on ONE host only for each dead...' 'prime:Wait until the IP address ring exists, forming it by consensus if needed.' 'stop:Stop the router on this host. Containers and the bridge stay as they are.' 'reset:Hand this host'\''s IP ranges to a live peer, then stop the router and remove...' 'version:Print the CLI'\''s version, and the router'\''s if one answers within 0.2 s.' 'lab:A multi-host weave network on this machine, for trying and testing.') ;;
         'lab') reply=('up:Create hosts h1..hN and start routers: h1 launches, the others join 198.18.0.1.' 'down:Remove the lab: its processes, namespaces, links and directories (idempotent).' 'exec:Run CMD inside HOST (its network and UTS namespaces, its WEAVE_* dirs).' 'status:Show the lab'\''s hosts: namespace, address, router pid and whether the router...' 'kill:SIGKILL HOST'\''s router and wait until it is gone (its supervisor may restart it).' 'restart:Stop HOST'\''s router and start it again with the command '\''lab up'\'' used; waits...' 'partition:Drop traffic between HOST1 and HOST2 on the underlay switch (both directions).' 'heal:Remove the partition between HOST1 and HOST2, or every partition with no...' 'demo:A short tour: 3 hosts, launch and join, '\''weave status'\'' from h1; then remove...') ;;
         *) reply=() ;;
     esac
@@ -22,8 +22,10 @@ _weave_options() {
         'forget') reply=('--help:Show this message and exit.') ;;
         'status') reply=('--help:Show this message and exit.') ;;
         'report') reply=('-f:Go-style template, e.g. '\''{{.Router.Name}}'\'' or '\''{{json .Router.Peers}}'\''.' '--format:Go-style template, e.g. '\''{{.Router.Name}}'\'' or '\''{{json .Router.Peers}}'\''.' '--help:Show this message and exit.') ;;
+        'rmpeer') reply=('--help:Show this message and exit.') ;;
+        'prime') reply=('--help:Show this message and exit.') ;;
         'stop') reply=('--help:Show this message and exit.') ;;
-        'reset') reply=('--force:Reset even if the router cannot be reached.' '--help:Show this message and exit.') ;;
+        'reset') reply=('--force:Reset even if this host'\''s IP ranges cannot be handed over to a live peer.' '--help:Show this message and exit.') ;;
         'version') reply=('--help:Show this message and exit.') ;;
         'lab') reply=('--help:Show this message and exit.') ;;
         'lab up') reply=('--hosts:Number of hosts (h1..hN).' '--name:Lab name: 1-8 of [a-z0-9].' '--bare:Build the hosts only; no routers.' '--help:Show this message and exit.') ;;
@@ -58,7 +60,7 @@ _weave_valued() {
 
 _weave_words() {
     case $1 in
-        'status') reply=(peers connections targets) ;;
+        'status') reply=(peers connections targets ipam) ;;
         *) reply=() ;;
     esac
 }

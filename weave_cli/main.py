@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "forget": ("weave_cli.commands.peers", "forget"),
     "status": ("weave_cli.commands.status", "status"),
     "report": ("weave_cli.commands.status", "report"),
+    "rmpeer": ("weave_cli.commands.ipam", "rmpeer"),
+    "prime": ("weave_cli.commands.ipam", "prime"),
     "stop": ("weave_cli.commands.lifecycle", "stop"),
     "reset": ("weave_cli.commands.lifecycle", "reset"),
     "version": ("weave_cli.commands.lifecycle", "version"),

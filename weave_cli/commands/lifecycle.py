@@ -70,13 +70,20 @@ def stop() -> None:
 
 def reset(
     force: Annotated[
-        bool, typer.Option("--force", help="Reset even if the router cannot be reached.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Reset even if this host's IP ranges cannot be handed over to a live peer.",
+        ),
     ] = False,
 ) -> None:
-    """Stop the router and remove its state and everything weave created on this host."""
+    """Hand this host's IP ranges to a live peer, then stop the router and remove its state
+    and everything weave created on this host."""
+    from weave_cli.commands.ipam import hand_over
     from weave_cli.router import state
 
     paths = Paths.from_env()
+    hand_over(paths, force)
     stop_router(paths)
     for path in paths.owned_state_files() + paths.owned_run_files():
         state.remove_quietly(path)

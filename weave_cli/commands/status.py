@@ -1,4 +1,4 @@
-"""``weave status [peers|connections|targets]`` and ``weave report [-f TEMPLATE]``."""
+"""``weave status [peers|connections|targets|ipam]`` and ``weave report [-f TEMPLATE]``."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from weave_cli.errors import UsageError
+from weave_cli.errors import IPAMDisabledError, UsageError
 
-VIEWS = ("peers", "connections", "targets")
+VIEWS = ("peers", "connections", "targets", "ipam")
 
 
 def fetch_report() -> dict[str, Any]:
@@ -40,11 +40,12 @@ def status(
     view: Annotated[
         Optional[str],
         typer.Argument(
-            help="peers, connections or targets; omit for the summary.", show_default=False
+            help="peers, connections, targets or ipam; omit for the summary.", show_default=False
         ),
     ] = None,
 ) -> None:
-    """Show the router's state: summary, peers, connections (and why a link is down) or targets."""
+    """Show the router's state: summary, peers, connections (and why a link is down), targets,
+    or ipam (who owns how much of the address range, and who is unreachable)."""
     from weave_cli import render
 
     if view is not None and view not in VIEWS:
@@ -54,12 +55,19 @@ def status(
     report = fetch_report()
     if view is None:
         _print(render.render_status(report).rstrip("\n"), padded=True)
-    elif view == "peers":
-        _print(render.render_peers(report).rstrip("\n"), padded=False)
-    elif view == "connections":
-        _print(render.render_connections(report).rstrip("\n"), padded=False)
-    else:
-        _print(render.render_targets(report).rstrip("\n"), padded=False)
+        return
+    if view == "ipam" and not isinstance(report.get("IPAM"), dict):
+        raise IPAMDisabledError(
+            "IP address allocation is disabled on this router (--ipalloc-range '')",
+            "launch it without --ipalloc-range '' to allocate addresses",
+        )
+    views = {
+        "peers": render.render_peers,
+        "connections": render.render_connections,
+        "targets": render.render_targets,
+        "ipam": render.render_ipam,
+    }
+    _print(views[view](report).rstrip("\n"), padded=False)
 
 
 def report(
