@@ -53,9 +53,7 @@ _SEVERITY: tuple[type[RouterError], ...] = (
     IPAMConflictError, RouterError, IPAMUnavailableError, IPAMDisabledError,
 )
 
-REFUSED_HINT = (
-    "rmpeer is only for dead peers; a live host hands its ranges over itself with 'weave reset'"
-)
+REFUSED_HINT = "to remove a live host, run 'weave reset' on it: that hands its ranges over"
 FORCE_HINT = (
     "this host's IP ranges are then lost to the cluster until 'weave rmpeer' on another host"
 )
