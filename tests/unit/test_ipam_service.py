@@ -17,6 +17,7 @@ from weave_cli.errors import (
     ProtocolError,
     UsageError,
 )
+from weave_cli.ipam import service as service_module
 from weave_cli.ipam.address import CIDR
 from weave_cli.ipam.allocator import Allocator
 from weave_cli.ipam.allocator_wire import (
@@ -25,6 +26,8 @@ from weave_cli.ipam.allocator_wire import (
     Observer,
     Seed,
     Unicast,
+    UnicastKind,
+    decode_unicast,
     encode_gossip,
 )
 from weave_cli.ipam.channel import DIGEST, REPLY, IPAMChannel
@@ -118,6 +121,56 @@ def test_a_timed_out_allocation_gets_the_words_of_its_own_wait(tmp_path: Path) -
         assert (await svc.report())["PendingAllocates"] == []
 
     run_with(tmp_path, alloc, body, mesh=mesh, timeout=0.3)
+
+
+def test_a_tick_asks_a_peer_that_came_back_before_that_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reachability is refreshed before the allocator ticks: a waiting allocation asks a peer
+    that is up again on the first tick after it came back, not one tick later."""
+    monkeypatch.setattr(service_module, "TICK", 0.05)
+    alloc = Allocator(A, U, Seed((A, B)), random.Random(1))
+    mesh = RecordingMesh({A: ("a", True), B: ("b", False)})
+    refreshes, ticks = [0], [0]
+    peers, tick = mesh.peers, alloc.tick
+
+    async def counted_peers() -> dict[PeerName, tuple[str, bool]]:
+        refreshes[0] += 1
+        return await peers()
+
+    def counted_tick(now: float) -> None:
+        ticks[0] += 1
+        tick(now)
+
+    mesh.peers = counted_peers  # type: ignore[method-assign]
+    alloc.tick = counted_tick  # type: ignore[method-assign]
+
+    def asked_b() -> bool:
+        return any(
+            kind == "unicast"
+            and dst == B
+            and decode_unicast(data).kind == UnicastKind.SPACE_REQUEST
+            for kind, dst, data in mesh.sent
+        )
+
+    async def body(svc: IPAMService, _s: IPAMStore, _m: RecordingMesh) -> None:
+        while alloc.space.num_free(U.host_range()):
+            await svc.allocate(f"c{alloc.space.num_free(U.host_range())}", None)
+        waiting = asyncio.ensure_future(svc.allocate("late", None))
+        await asyncio.sleep(0.2)
+        assert not asked_b()  # B is unreachable: nobody to ask
+        seen = refreshes[0]
+        while refreshes[0] == seen:  # a turn has just refreshed and ticked
+            await asyncio.sleep(0.001)
+        mesh.known[B] = ("b", True)
+        after = ticks[0]
+        while ticks[0] == after:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0)
+        assert asked_b()
+        waiting.cancel()
+
+    run_with(tmp_path, alloc, body, mesh=mesh, timeout=5.0)
 
 
 def test_refusals_are_usage_errors(tmp_path: Path) -> None:

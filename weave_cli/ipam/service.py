@@ -136,10 +136,11 @@ class IPAMService:
             ticked = now >= next_tick
             if ticked:
                 next_tick = now + TICK
+                # Reachability first: a tick then asks peers that are up now for space, and what
+                # peer_gone queues goes out in this turn (not one tick late).
+                await self._refresh_peers()
                 self.alloc.tick(now)
             self._carry_out()
-            if ticked:
-                await self._refresh_peers()
 
     def _carry_out(self) -> None:
         actions = self.alloc.actions()
