@@ -28,6 +28,15 @@ CONTAINER_IFNAME = "ethwe"
 VETH_HOST_PREFIX = "vethwepl"
 VETH_PEER_PREFIX = "vethwepg"
 NFT_TABLE = "weave"
+NFT_FAMILY = "inet"  # `table inet weave`: one table for filter and NAT, replaced atomically
+# Our rules in other tables' chains (iptables DOCKER-USER or FORWARD) carry a comment with this
+# prefix; nothing else does, so reset removes exactly those rules.
+FIREWALL_COMMENT_PREFIX = "weave:"
+# The host end of a container's veth is VETH_HOST_PREFIX + the target namespace's inode in base
+# 36 (7 characters, so the name fits IFNAMSIZ); its alias is VETH_ALIAS_TAG, the IPAM ident and
+# the namespace's path, which is how ps, detach and reset find an attachment again.
+VETH_ALIAS_TAG = "weave-attached"
+EXPOSE_IDENT = "weave:expose"  # the IPAM ident of the host's own addresses on the bridge
 
 # Lab objects: every lab namespace is "<LAB_PREFIX><lab>-<node>"; nothing else uses the prefix.
 LAB_PREFIX = "wl-"

@@ -1,0 +1,112 @@
+"""The nftables table and the iptables rules as data (weave_cli/net/nft.py, iptables.py): what
+is rendered, how a listing is compared, and which iptables changes are planned."""
+
+from __future__ import annotations
+
+import json
+from ipaddress import IPv4Interface
+
+from weave_cli.net import iptables, nft
+
+DOCKER = """-P INPUT ACCEPT
+-P FORWARD DROP
+-P OUTPUT ACCEPT
+-N DOCKER
+-N DOCKER-USER
+-A FORWARD -j DOCKER-USER
+-A DOCKER-USER -j RETURN
+"""
+
+
+def test_table_without_exposure_only_accepts() -> None:
+    chains = nft.desired([])
+    text = nft.script(chains)
+    assert text.startswith("table inet weave {}\ndelete table inet weave\ntable inet weave {\n")
+    assert 'iifname "weave" accept comment "weave:from-bridge"' in text
+    assert 'oifname "weave" accept comment "weave:to-bridge"' in text
+    assert "masquerade" not in text
+    assert "type nat hook postrouting priority 100; policy accept;" in text
+
+
+def test_exposed_subnets_are_masqueraded_once_each() -> None:
+    exposed = [IPv4Interface("10.32.0.3/12"), IPv4Interface("10.40.1.1/24"),
+               IPv4Interface("10.32.0.4/12")]
+    text = nft.script(nft.desired(exposed))
+    assert text.count("masquerade") == 4  # out + in, for each of the two subnets
+    assert 'ip saddr 10.32.0.0/12 oifname != "weave" masquerade' in text
+    assert ('ip daddr 10.40.1.0/24 ip saddr != 10.40.1.0/24 oifname "weave" '
+            'iifname != "weave" masquerade') in text
+    assert "ip saddr 10.40.1.0/24 ip daddr 224.0.0.0/4 return" in text
+
+
+def test_delete_script_tolerates_a_missing_table() -> None:
+    assert nft.delete_script() == "table inet weave {}\ndelete table inet weave\n"
+
+
+def listing(chains: list[nft.Chain], drop_comment: str | None = None) -> object:
+    """What ``nft -j list table inet weave`` prints for these chains."""
+    entries: list[dict[str, object]] = [{"metainfo": {"version": "1.0.6"}},
+                                        {"table": {"family": "inet", "name": "weave"}}]
+    for ch in chains:
+        entries.append({"chain": {"family": "inet", "table": "weave", "name": ch.name,
+                                  "type": ch.type, "hook": ch.hook, "prio": ch.prio,
+                                  "policy": ch.policy}})
+    for ch in chains:
+        for _, comment in ch.rules:
+            if comment != drop_comment:
+                entries.append({"rule": {"chain": ch.name, "comment": comment, "expr": []}})
+    return json.loads(json.dumps({"nftables": entries}))
+
+
+def test_listing_compares_equal_and_notices_a_deleted_rule() -> None:
+    chains = nft.desired([IPv4Interface("10.32.0.3/12")])
+    assert nft.canonical_listing(listing(chains)) == nft.canonical(chains)
+    gone = nft.canonical_listing(listing(chains, drop_comment="weave:expose 10.32.0.0/12 out"))
+    assert gone != nft.canonical(chains)
+    assert nft.canonical(nft.desired([])) != nft.canonical(chains)
+    assert nft.canonical_listing({"nftables": "junk"}) == frozenset()
+    assert nft.canonical_listing([]) == frozenset()
+
+
+def test_parse_docker_listing() -> None:
+    state = iptables.parse_listing(DOCKER)
+    assert state.forward_policy == "DROP" and state.has_docker_user and state.ours == []
+    assert iptables.target_chain(state) == "DOCKER-USER"
+
+
+def test_plan_inserts_into_docker_user_in_order() -> None:
+    steps = iptables.plan(iptables.parse_listing(DOCKER))
+    assert steps == [
+        ["-I", "DOCKER-USER", "1", "-o", "weave", "-m", "comment", "--comment",
+         "weave:to-bridge", "-j", "ACCEPT"],
+        ["-I", "DOCKER-USER", "1", "-i", "weave", "-m", "comment", "--comment",
+         "weave:from-bridge", "-j", "ACCEPT"],
+    ]
+
+
+def test_plan_is_empty_when_done_and_moves_rules_out_of_forward() -> None:
+    done = DOCKER + (
+        '-A DOCKER-USER -i weave -m comment --comment "weave:from-bridge" -j ACCEPT\n'
+        '-A DOCKER-USER -o weave -m comment --comment "weave:to-bridge" -j ACCEPT\n'
+    )
+    assert iptables.plan(iptables.parse_listing(done)) == []
+    stale = done + '-A FORWARD -i weave -m comment --comment "weave:from-bridge" -j ACCEPT\n'
+    assert iptables.plan(iptables.parse_listing(stale)) == [
+        ["-D", "FORWARD", "-i", "weave", "-m", "comment", "--comment", "weave:from-bridge",
+         "-j", "ACCEPT"]
+    ]
+    assert len(iptables.removal(iptables.parse_listing(stale))) == 3
+
+
+def test_forward_drop_without_docker_user_and_accept_policy() -> None:
+    drop = iptables.parse_listing("-P FORWARD DROP\n")
+    assert iptables.target_chain(drop) == "FORWARD"
+    assert {s[1] for s in iptables.plan(drop)} == {"FORWARD"}
+    accept = iptables.parse_listing("-P FORWARD ACCEPT\n-A FORWARD -j ACCEPT\n")
+    assert iptables.target_chain(accept) is None and iptables.plan(accept) == []
+
+
+def test_foreign_comments_and_bad_lines_are_ignored() -> None:
+    text = ('-A FORWARD -m comment --comment "not-weave" -j ACCEPT\n'
+            '-A FORWARD -m comment --comment "unterminated\n')
+    assert iptables.parse_listing(text).ours == []
