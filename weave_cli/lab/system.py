@@ -75,12 +75,9 @@ def list_netns() -> list[str]:
 
 def ns_inode(path: Path) -> int | None:
     """The namespace inode bound at ``path``, or None if nothing is bound there."""
-    try:
-        st = os.stat(path)
-        nsfs = os.stat("/proc/self/ns/net").st_dev
-    except OSError:
-        return None
-    return st.st_ino if st.st_dev == nsfs else None
+    from weave_cli.net.netns import inode_of
+
+    return inode_of(path)
 
 
 def pids_in(kind: str, inode: int) -> list[int]:

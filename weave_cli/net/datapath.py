@@ -1,0 +1,79 @@
+"""The data path of one host as a whole: ``ensure`` it (the keeper), ``remove_all`` (reset).
+
+Objects weave owns in the router's network namespace, all named in ``weave_cli.names``:
+
+    bridge ``weave``                       created by ``ensure``, with our MTU, up
+    veths ``vethwepl<inode>``              one per attached namespace (peer ``ethwe`` there)
+    addresses on the bridge                ``weave expose``
+    nftables ``table inet weave``          forward accepts, masquerade of exposed subnets
+    iptables rules commented ``weave:*``   in DOCKER-USER, or FORWARD when its policy is DROP
+
+``ensure`` is idempotent and cheap when nothing changed (netlink reads, one ``nft -j list``,
+one ``iptables -S`` when iptables exists); it returns one line per repair. ``remove_all`` deletes
+exactly these objects and nothing else (deleting a veth removes its ``ethwe`` in the container
+too), tries every step even when one fails, and then reports what failed.
+"""
+
+from __future__ import annotations
+
+from weave_cli.names import BRIDGE, NFT_FAMILY, NFT_TABLE, VETH_HOST_PREFIX
+from weave_cli.net import bridge, firewall, links
+from weave_cli.net.bridge import DEFAULT_MTU, BridgeSpec
+from weave_cli.net.errors import DatapathError
+from weave_cli.net.netns import open_ipr
+
+
+def ensure(router_ns: str | None = None, mtu: int = DEFAULT_MTU) -> list[str]:
+    """Bridge, ports, nft table and iptables rules as desired; one line per repair."""
+    with open_ipr(router_ns) as ipr:
+        repairs = bridge.ensure(ipr, BridgeSpec(BRIDGE, mtu))
+        br = bridge.require(ipr)
+        exposed = links.ipv4_addrs(ipr, br.index)
+    repairs += firewall.ensure_table(router_ns, exposed)
+    repairs += firewall.ensure_forward_rules(router_ns)
+    return repairs
+
+
+def remove_all(router_ns: str | None = None) -> list[str]:
+    """Delete every kernel object weave made in the namespace; what was removed.
+
+    Raises ``DatapathError`` listing the steps that failed, after trying all of them.
+    Running it when nothing is left removes nothing and succeeds.
+    """
+    removed: list[str] = []
+    failed: list[str] = []
+    try:
+        with open_ipr(router_ns) as ipr:
+            for link in links.all_links(ipr):
+                if not _owned(link):
+                    continue
+                try:
+                    if links.delete_link(ipr, link):
+                        removed.append(link.name)
+                except DatapathError as err:
+                    failed.append(err.message)
+    except DatapathError as err:
+        failed.append(err.message)
+    try:
+        if firewall.remove_table(router_ns):
+            removed.append(f"nft table {NFT_FAMILY} {NFT_TABLE}")
+    except DatapathError as err:
+        failed.append(err.message)
+    try:
+        count = firewall.remove_forward_rules(router_ns)
+        if count:
+            removed.append(f"{count} iptables rules")
+    except DatapathError as err:
+        failed.append(err.message)
+    if failed:
+        raise DatapathError(
+            "could not remove everything weave made: " + "; ".join(failed),
+            "run 'weave reset' again; see the message for what is left",
+        )
+    return removed
+
+
+def _owned(link: links.Link) -> bool:
+    if link.name == BRIDGE:
+        return link.kind == "bridge"
+    return link.name.startswith(VETH_HOST_PREFIX) and link.kind == "veth"

@@ -1,0 +1,190 @@
+"""Thin netlink effects over a pyroute2 ``IPRoute``: read links and addresses, change them.
+
+Every function takes an ``IPRoute`` already bound to the right namespace (``netns.open_ipr``)
+and does one kernel operation; deciding what to do is left to the pure planners. pyroute2's
+messages are turned into the small ``Link`` record right here, and every ``NetlinkError`` or
+``OSError`` becomes a ``DatapathError`` naming the operation and the errno text, so no foreign
+exception leaves this module.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from ipaddress import IPv4Interface, IPv4Network
+from typing import Any
+
+from weave_cli.net.errors import DatapathError
+
+IPRoute = Any  # a pyroute2.IPRoute; pyroute2 ships no type information
+
+IFF_UP = 0x1
+ADDR_GEN_MODE_NONE = 1
+
+
+@dataclass(frozen=True)
+class Link:
+    """What the planners need to know about one network device."""
+
+    index: int
+    name: str
+    kind: str | None
+    mtu: int
+    up: bool
+    master: int | None
+    mac: str
+    alias: str | None
+    addrgenmode: int | None
+
+
+@contextmanager
+def kernel(what: str) -> Iterator[None]:
+    """Translate pyroute2 and OS errors of the body into ``DatapathError(what: reason)``."""
+    from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
+
+    try:
+        yield
+    except NetlinkError as err:
+        raise DatapathError(f"{what}: {os.strerror(err.code)}") from None
+    except OSError as err:
+        raise DatapathError(f"{what}: {err.strerror or err}") from None
+
+
+def is_errno(err: DatapathError, code: int) -> bool:
+    return err.message.endswith(os.strerror(code))
+
+
+def _to_link(msg: Any) -> Link:
+    info = msg.get_attr("IFLA_LINKINFO")
+    kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+    mode = None
+    spec = msg.get_attr("IFLA_AF_SPEC")
+    inet6 = spec.get_attr("AF_INET6") if spec is not None else None
+    if inet6 is not None:
+        mode = inet6.get_attr("IFLA_INET6_ADDR_GEN_MODE")
+    return Link(
+        index=int(msg["index"]),
+        name=str(msg.get_attr("IFLA_IFNAME")),
+        kind=kind,
+        mtu=int(msg.get_attr("IFLA_MTU") or 0),
+        up=bool(msg["flags"] & IFF_UP),
+        master=msg.get_attr("IFLA_MASTER"),
+        mac=str(msg.get_attr("IFLA_ADDRESS") or ""),
+        alias=msg.get_attr("IFLA_IFALIAS"),
+        addrgenmode=mode,
+    )
+
+
+def all_links(ipr: IPRoute) -> list[Link]:
+    with kernel("cannot list network devices"):
+        return [_to_link(m) for m in ipr.get_links()]
+
+
+def get_link(ipr: IPRoute, name: str) -> Link | None:
+    """The device called ``name``, or None."""
+    try:
+        with kernel(f"cannot read device {name}"):
+            msgs = ipr.link("get", ifname=name)
+    except DatapathError as err:
+        if is_errno(err, errno.ENODEV):
+            return None
+        raise
+    return _to_link(msgs[0]) if msgs else None
+
+
+def ipv4_addrs(ipr: IPRoute, index: int) -> list[IPv4Interface]:
+    with kernel("cannot list addresses"):
+        msgs = ipr.get_addr(family=socket.AF_INET, index=index)
+    return [IPv4Interface(f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}") for m in msgs]
+
+
+def add_addr(ipr: IPRoute, link: Link, addr: IPv4Interface) -> None:
+    with kernel(f"cannot add {addr} to {link.name}"):
+        ipr.addr("add", index=link.index, address=str(addr.ip), prefixlen=addr.network.prefixlen)
+
+
+def del_addr(ipr: IPRoute, link: Link, addr: IPv4Interface) -> None:
+    with kernel(f"cannot remove {addr} from {link.name}"):
+        ipr.addr("del", index=link.index, address=str(addr.ip), prefixlen=addr.network.prefixlen)
+
+
+def set_up(ipr: IPRoute, link: Link) -> None:
+    with kernel(f"cannot bring {link.name} up"):
+        ipr.link("set", index=link.index, state="up")
+
+
+def set_mtu(ipr: IPRoute, link: Link, mtu: int) -> None:
+    with kernel(f"cannot set the MTU of {link.name} to {mtu}"):
+        ipr.link("set", index=link.index, mtu=mtu)
+
+
+def set_master(ipr: IPRoute, link: Link, master: Link) -> None:
+    with kernel(f"cannot add {link.name} to bridge {master.name}"):
+        ipr.link("set", index=link.index, master=master.index)
+
+
+def no_ipv6_autoconf(ipr: IPRoute, link: Link) -> None:
+    """addrgenmode none: no IPv6 link-local address, so no router or neighbour solicitations."""
+    spec = {"attrs": [["AF_INET6", {"attrs": [["IFLA_INET6_ADDR_GEN_MODE", ADDR_GEN_MODE_NONE]]}]]}
+    with kernel(f"cannot turn off IPv6 address generation on {link.name}"):
+        ipr.link("set", index=link.index, IFLA_AF_SPEC=spec)
+
+
+def create_bridge(ipr: IPRoute, name: str, mtu: int, mac: str) -> Link:
+    """A new bridge (STP off, no forwarding delay) with a fixed MAC, left down."""
+    with kernel(f"cannot create bridge {name}"):
+        ipr.link("add", ifname=name, kind="bridge", mtu=mtu, address=mac, br_forward_delay=0)
+    link = get_link(ipr, name)
+    if link is None:
+        raise DatapathError(f"bridge {name} vanished right after it was created")
+    return link
+
+
+def create_veth(ipr: IPRoute, name: str, mtu: int, peer: str, peer_ns_fd: int) -> Link:
+    """A veth pair: ``name`` here, ``peer`` created directly in the namespace of the fd."""
+    with kernel(f"cannot create veth {name}"):
+        ipr.link(
+            "add", ifname=name, kind="veth", mtu=mtu,
+            peer={"ifname": peer, "mtu": mtu, "net_ns_fd": peer_ns_fd},
+        )
+    link = get_link(ipr, name)
+    if link is None:
+        raise DatapathError(f"veth {name} vanished right after it was created")
+    return link
+
+
+def set_alias(ipr: IPRoute, link: Link, alias: str) -> None:
+    with kernel(f"cannot label {link.name}"):
+        ipr.link("set", index=link.index, ifalias=alias)
+
+
+def delete_link(ipr: IPRoute, link: Link) -> bool:
+    """Delete a device; False when it was already gone."""
+    try:
+        with kernel(f"cannot delete {link.name}"):
+            ipr.link("del", index=link.index)
+    except DatapathError as err:
+        if is_errno(err, errno.ENODEV):
+            return False
+        raise
+    return True
+
+
+def add_route(ipr: IPRoute, link: Link, dst: IPv4Network) -> None:
+    """A route for ``dst`` through the device; one that is already there is fine."""
+    try:
+        with kernel(f"cannot add a route for {dst} via {link.name}"):
+            ipr.route("add", dst=str(dst), oif=link.index)
+    except DatapathError as err:
+        if not is_errno(err, errno.EEXIST) or dst not in routes_via(ipr, link):
+            raise
+
+
+def routes_via(ipr: IPRoute, link: Link) -> list[IPv4Network]:
+    with kernel(f"cannot list routes of {link.name}"):
+        msgs = ipr.get_routes(family=socket.AF_INET, oif=link.index)
+    return [IPv4Network(f"{m.get_attr('RTA_DST') or '0.0.0.0'}/{m['dst_len']}") for m in msgs]
