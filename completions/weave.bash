@@ -6,7 +6,7 @@
 
 _weave_commands() {
     case "$1" in
-        "") echo "launch join connect forget status report rmpeer prime stop reset version lab" ;;
+        "") echo "launch join connect forget status report rmpeer prime stop reset version attach detach ps expose hide lab" ;;
         "lab") echo "up down exec status kill restart partition heal demo" ;;
     esac
 }
@@ -25,6 +25,11 @@ _weave_options() {
         "stop") echo "--help" ;;
         "reset") echo "--force --help" ;;
         "version") echo "--help" ;;
+        "attach") echo "--no-multicast-route --help" ;;
+        "detach") echo "--help" ;;
+        "ps") echo "--help" ;;
+        "expose") echo "--help" ;;
+        "hide") echo "--help" ;;
         "lab") echo "--help" ;;
         "lab up") echo "--hosts --name --bare --help" ;;
         "lab down") echo "--name --help" ;;

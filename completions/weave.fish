@@ -6,7 +6,7 @@
 function __weave_commands
     switch $argv[1]
         case ''
-            echo launch join connect forget status report rmpeer prime stop reset version lab
+            echo launch join connect forget status report rmpeer prime stop reset version attach detach ps expose hide lab
         case 'lab'
             echo up down exec status kill restart partition heal demo
     end
@@ -82,6 +82,11 @@ complete -c weave -n '__weave_at \'\' 0' -a prime -d 'Wait until the IP address 
 complete -c weave -n '__weave_at \'\' 0' -a stop -d 'Stop the router on this host. Containers and the bridge stay as they are.'
 complete -c weave -n '__weave_at \'\' 0' -a reset -d 'Hand this host\'s IP ranges to a live peer, then stop the router and remove...'
 complete -c weave -n '__weave_at \'\' 0' -a version -d 'Print the CLI\'s version, and the router\'s if one answers within 0.2 s.'
+complete -c weave -n '__weave_at \'\' 0' -a attach -d 'Attach TARGET to the weave network: it gets ethwe with the ADDRs (allocated...'
+complete -c weave -n '__weave_at \'\' 0' -a detach -d 'Remove ADDRs (all when none) from TARGET\'s ethwe, the interface when none...'
+complete -c weave -n '__weave_at \'\' 0' -a ps -d 'List what is attached to this host\'s bridge: \'<id> <mac> <cidr>...\', the...'
+complete -c weave -n '__weave_at \'\' 0' -a expose -d 'Give this host addresses on the weave network (allocated as weave:expose...'
+complete -c weave -n '__weave_at \'\' 0' -a hide -d 'Remove this host\'s exposed addresses (those in the default subnet when none...'
 complete -c weave -n '__weave_at \'\' 0' -a lab -d 'A multi-host weave network on this machine, for trying and testing.'
 complete -c weave -n '__weave_at \'\'' -l install-completion -d 'Install completion for the current shell.'
 complete -c weave -n '__weave_at \'\'' -l show-completion -d 'Show completion for the current shell, to copy it or customize the installation.'
@@ -132,6 +137,12 @@ complete -c weave -n '__weave_at \'stop\'' -l help -d 'Show this message and exi
 complete -c weave -n '__weave_at \'reset\'' -l force -d 'Reset even if this host\'s IP ranges cannot be handed over to a live peer.'
 complete -c weave -n '__weave_at \'reset\'' -l help -d 'Show this message and exit.'
 complete -c weave -n '__weave_at \'version\'' -l help -d 'Show this message and exit.'
+complete -c weave -n '__weave_at \'attach\'' -l no-multicast-route -d 'No 224.0.0.0/4 route via ethwe.'
+complete -c weave -n '__weave_at \'attach\'' -l help -d 'Show this message and exit.'
+complete -c weave -n '__weave_at \'detach\'' -l help -d 'Show this message and exit.'
+complete -c weave -n '__weave_at \'ps\'' -l help -d 'Show this message and exit.'
+complete -c weave -n '__weave_at \'expose\'' -l help -d 'Show this message and exit.'
+complete -c weave -n '__weave_at \'hide\'' -l help -d 'Show this message and exit.'
 complete -c weave -n '__weave_at \'lab\' 0' -a up -d 'Create hosts h1..hN and start routers: h1 launches, the others join 198.18.0.1.'
 complete -c weave -n '__weave_at \'lab\' 0' -a down -d 'Remove the lab: its processes, namespaces, links and directories (idempotent).'
 complete -c weave -n '__weave_at \'lab\' 0' -a exec -d 'Run CMD inside HOST (its network and UTS namespaces, its WEAVE_* dirs).'

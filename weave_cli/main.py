@@ -35,6 +35,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stop": ("weave_cli.commands.lifecycle", "stop"),
     "reset": ("weave_cli.commands.lifecycle", "reset"),
     "version": ("weave_cli.commands.lifecycle", "version"),
+    "attach": ("weave_cli.commands.attach", "attach"),
+    "detach": ("weave_cli.commands.attach", "detach"),
+    "ps": ("weave_cli.commands.attach", "ps"),
+    "expose": ("weave_cli.commands.attach", "expose"),
+    "hide": ("weave_cli.commands.attach", "hide"),
     "lab": ("weave_cli.commands.lab", "app"),
 }
 
