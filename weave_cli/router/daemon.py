@@ -32,6 +32,7 @@ from weave_cli.ipam.service import IPAMService
 from weave_cli.ipam.setup import open_ipam
 from weave_cli.ipam.store import IPAMStore
 from weave_cli.names import Paths
+from weave_cli.net.keeper import for_router as datapath_keeper
 from weave_cli.router import state
 from weave_cli.router.driver import MeshDriver
 from weave_cli.router.http_api import Handlers, build_app
@@ -180,6 +181,9 @@ async def serve(paths: Paths, cfg: LaunchConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    keeper = datapath_keeper()  # None (logged) unless root with pyroute2
+    if keeper is not None:
+        await keeper.ensure_once()  # so the bridge exists by the time the router is ready
     try:
         await router.start()
     except OSError as err:
@@ -190,6 +194,8 @@ async def serve(paths: Paths, cfg: LaunchConfig) -> int:
     owners = {asyncio.ensure_future(router.driver.run())}
     if router.ipam is not None:
         owners.add(asyncio.ensure_future(router.ipam.run()))
+    if keeper is not None:
+        owners.add(asyncio.ensure_future(keeper.run(first_delay=keeper.interval)))
     stopper = asyncio.ensure_future(stop.wait())
     await asyncio.wait(owners | {stopper}, return_when=asyncio.FIRST_COMPLETED)
     failures = [t for t in owners if t.done() and t.exception() is not None]
