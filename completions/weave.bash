@@ -7,7 +7,7 @@
 _weave_commands() {
     case "$1" in
         "") echo "launch join connect forget status report rmpeer prime stop reset version attach detach ps expose hide lab" ;;
-        "lab") echo "up down exec status kill restart partition heal demo" ;;
+        "lab") echo "up down exec run rm status kill restart partition heal demo" ;;
     esac
 }
 
@@ -34,6 +34,8 @@ _weave_options() {
         "lab up") echo "--hosts --name --bare --help" ;;
         "lab down") echo "--name --help" ;;
         "lab exec") echo "--name --help" ;;
+        "lab run") echo "--name --help" ;;
+        "lab rm") echo "--name --help" ;;
         "lab status") echo "--name --json --help" ;;
         "lab kill") echo "--name --help" ;;
         "lab restart") echo "--name --help" ;;
@@ -51,6 +53,8 @@ _weave_valued() {
         "lab up") echo "--hosts --name" ;;
         "lab down") echo "--name" ;;
         "lab exec") echo "--name" ;;
+        "lab run") echo "--name" ;;
+        "lab rm") echo "--name" ;;
         "lab status") echo "--name" ;;
         "lab kill") echo "--name" ;;
         "lab restart") echo "--name" ;;

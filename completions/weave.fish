@@ -8,7 +8,7 @@ function __weave_commands
         case ''
             echo launch join connect forget status report rmpeer prime stop reset version attach detach ps expose hide lab
         case 'lab'
-            echo up down exec status kill restart partition heal demo
+            echo up down exec run rm status kill restart partition heal demo
     end
 end
 
@@ -25,6 +25,10 @@ function __weave_valued
         case 'lab down'
             echo --name
         case 'lab exec'
+            echo --name
+        case 'lab run'
+            echo --name
+        case 'lab rm'
             echo --name
         case 'lab status'
             echo --name
@@ -145,7 +149,9 @@ complete -c weave -n '__weave_at \'expose\'' -l help -d 'Show this message and e
 complete -c weave -n '__weave_at \'hide\'' -l help -d 'Show this message and exit.'
 complete -c weave -n '__weave_at \'lab\' 0' -a up -d 'Create hosts h1..hN and start routers: h1 launches, the others join 198.18.0.1.'
 complete -c weave -n '__weave_at \'lab\' 0' -a down -d 'Remove the lab: its processes, namespaces, links and directories (idempotent).'
-complete -c weave -n '__weave_at \'lab\' 0' -a exec -d 'Run CMD inside HOST (its network and UTS namespaces, its WEAVE_* dirs).'
+complete -c weave -n '__weave_at \'lab\' 0' -a exec -d 'Run CMD inside HOST (its network and UTS namespaces, its WEAVE_* dirs) or...'
+complete -c weave -n '__weave_at \'lab\' 0' -a run -d 'Create a container (namespace wl-LAB-c-CONTAINER) and attach it to HOST\'s...'
+complete -c weave -n '__weave_at \'lab\' 0' -a rm -d 'Detach a container in its host (freeing its addresses) and delete its namespace.'
 complete -c weave -n '__weave_at \'lab\' 0' -a status -d 'Show the lab\'s hosts: namespace, address, router pid and whether the router...'
 complete -c weave -n '__weave_at \'lab\' 0' -a kill -d 'SIGKILL HOST\'s router and wait until it is gone (its supervisor may restart it).'
 complete -c weave -n '__weave_at \'lab\' 0' -a restart -d 'Stop HOST\'s router and start it again with the command \'lab up\' used; waits...'
@@ -161,6 +167,10 @@ complete -c weave -n '__weave_at \'lab down\'' -l name -r -d 'Lab name: 1-8 of [
 complete -c weave -n '__weave_at \'lab down\'' -l help -d 'Show this message and exit.'
 complete -c weave -n '__weave_at \'lab exec\'' -l name -r -d 'Lab name: 1-8 of [a-z0-9].'
 complete -c weave -n '__weave_at \'lab exec\'' -l help -d 'Show this message and exit.'
+complete -c weave -n '__weave_at \'lab run\'' -l name -r -d 'Lab name: 1-8 of [a-z0-9].'
+complete -c weave -n '__weave_at \'lab run\'' -l help -d 'Show this message and exit.'
+complete -c weave -n '__weave_at \'lab rm\'' -l name -r -d 'Lab name: 1-8 of [a-z0-9].'
+complete -c weave -n '__weave_at \'lab rm\'' -l help -d 'Show this message and exit.'
 complete -c weave -n '__weave_at \'lab status\'' -l name -r -d 'Lab name: 1-8 of [a-z0-9].'
 complete -c weave -n '__weave_at \'lab status\'' -l json -d 'A stable JSON document.'
 complete -c weave -n '__weave_at \'lab status\'' -l help -d 'Show this message and exit.'

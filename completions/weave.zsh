@@ -8,7 +8,7 @@
 _weave_commands() {
     case $1 in
         '') reply=('launch:Start the router on this host, optionally connecting to PEERs. Prints the...' 'join:Join the network through PEERs: launch the router with them if none runs...' 'connect:Add PEERs to the running router'\''s targets (the original'\''s name for join).' 'forget:Remove PEERs from the router'\''s targets (existing connections stay until they...' 'status:Show the router'\''s state: summary, peers, connections (and why a link is...' 'report:Print the router'\''s full state as indented JSON, or through a template.' 'rmpeer:Take over the IP ranges of dead PEERs. Run it on ONE host only for each dead...' 'prime:Wait until the IP address ring exists, forming it by consensus if needed.' 'stop:Stop the router on this host. Containers and the bridge stay as they are.' 'reset:Hand this host'\''s IP ranges to a live peer, then stop the router and remove...' 'version:Print the CLI'\''s version, and the router'\''s if one answers within 0.2 s.' 'attach:Attach TARGET to the weave network: it gets ethwe with the ADDRs (allocated...' 'detach:Remove ADDRs (all when none) from TARGET'\''s ethwe, the interface when none...' 'ps:List what is attached to this host'\''s bridge: '\''<id> <mac> <cidr>...'\'', the...' 'expose:Give this host addresses on the weave network (allocated as weave:expose...' 'hide:Remove this host'\''s exposed addresses (those in the default subnet when none...' 'lab:A multi-host weave network on this machine, for trying and testing.') ;;
-        'lab') reply=('up:Create hosts h1..hN and start routers: h1 launches, the others join 198.18.0.1.' 'down:Remove the lab: its processes, namespaces, links and directories (idempotent).' 'exec:Run CMD inside HOST (its network and UTS namespaces, its WEAVE_* dirs).' 'status:Show the lab'\''s hosts: namespace, address, router pid and whether the router...' 'kill:SIGKILL HOST'\''s router and wait until it is gone (its supervisor may restart it).' 'restart:Stop HOST'\''s router and start it again with the command '\''lab up'\'' used; waits...' 'partition:Drop traffic between HOST1 and HOST2 on the underlay switch (both directions).' 'heal:Remove the partition between HOST1 and HOST2, or every partition with no...' 'demo:A short tour: 3 hosts, launch and join, '\''weave status'\'' from h1; then remove...') ;;
+        'lab') reply=('up:Create hosts h1..hN and start routers: h1 launches, the others join 198.18.0.1.' 'down:Remove the lab: its processes, namespaces, links and directories (idempotent).' 'exec:Run CMD inside HOST (its network and UTS namespaces, its WEAVE_* dirs) or...' 'run:Create a container (namespace wl-LAB-c-CONTAINER) and attach it to HOST'\''s...' 'rm:Detach a container in its host (freeing its addresses) and delete its namespace.' 'status:Show the lab'\''s hosts: namespace, address, router pid and whether the router...' 'kill:SIGKILL HOST'\''s router and wait until it is gone (its supervisor may restart it).' 'restart:Stop HOST'\''s router and start it again with the command '\''lab up'\'' used; waits...' 'partition:Drop traffic between HOST1 and HOST2 on the underlay switch (both directions).' 'heal:Remove the partition between HOST1 and HOST2, or every partition with no...' 'demo:A short tour: 3 hosts, launch and join, '\''weave status'\'' from h1; then remove...') ;;
         *) reply=() ;;
     esac
 }
@@ -36,6 +36,8 @@ _weave_options() {
         'lab up') reply=('--hosts:Number of hosts (h1..hN).' '--name:Lab name: 1-8 of [a-z0-9].' '--bare:Build the hosts only; no routers.' '--help:Show this message and exit.') ;;
         'lab down') reply=('--name:Lab name: 1-8 of [a-z0-9].' '--help:Show this message and exit.') ;;
         'lab exec') reply=('--name:Lab name: 1-8 of [a-z0-9].' '--help:Show this message and exit.') ;;
+        'lab run') reply=('--name:Lab name: 1-8 of [a-z0-9].' '--help:Show this message and exit.') ;;
+        'lab rm') reply=('--name:Lab name: 1-8 of [a-z0-9].' '--help:Show this message and exit.') ;;
         'lab status') reply=('--name:Lab name: 1-8 of [a-z0-9].' '--json:A stable JSON document.' '--help:Show this message and exit.') ;;
         'lab kill') reply=('--name:Lab name: 1-8 of [a-z0-9].' '--help:Show this message and exit.') ;;
         'lab restart') reply=('--name:Lab name: 1-8 of [a-z0-9].' '--help:Show this message and exit.') ;;
@@ -54,6 +56,8 @@ _weave_valued() {
         'lab up') reply=(--hosts --name) ;;
         'lab down') reply=(--name) ;;
         'lab exec') reply=(--name) ;;
+        'lab run') reply=(--name) ;;
+        'lab rm') reply=(--name) ;;
         'lab status') reply=(--name) ;;
         'lab kill') reply=(--name) ;;
         'lab restart') reply=(--name) ;;

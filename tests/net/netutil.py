@@ -1,5 +1,5 @@
 """Helpers for the kernel tier: namespaces made and removed by the tests, an in-memory IPAM,
-and a UDP echo probe run inside namespaces (there is no ping binary).
+and the lab's UDP echo probe (``weave_cli.lab.probe``) run inside namespaces (no ping binary).
 
 Every namespace is named ``wnt-<pid>-<n>`` (weave net test): nothing else uses that prefix,
 so the fixture can remove exactly what the test made, and ``leftovers`` can prove it did.
@@ -18,35 +18,6 @@ from weave_cli.net.addrspec import IPAMView
 
 PREFIX = "wnt-"
 NETNS_DIR = Path("/run/netns")
-
-ECHO_SERVER = r"""
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-s.settimeout(float(sys.argv[2]))
-print("ready", flush=True)
-try:
-    while True:
-        data, peer = s.recvfrom(2048)
-        s.sendto(b"echo:" + data, peer)
-except socket.timeout:
-    pass
-"""
-
-ECHO_CLIENT = r"""
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(0.3)
-for _ in range(int(float(sys.argv[3]) / 0.3) + 1):
-    try:
-        s.sendto(b"hello", (sys.argv[1], int(sys.argv[2])))
-        data, _ = s.recvfrom(2048)
-        print(data.decode()); sys.exit(0)
-    except OSError:
-        pass
-print("no answer"); sys.exit(1)
-"""
-
 
 def run(
     *argv: str, check: bool = True, input: str | None = None
@@ -72,10 +43,11 @@ def ns_path(name: str) -> str:
     return str(NETNS_DIR / name)
 
 
-def echo_server(ns: str, port: int = 7777, seconds: float = 20.0) -> subprocess.Popen[str]:
+def echo_server(ns: str, seconds: float = 20.0) -> subprocess.Popen[str]:
+    """The lab's UDP echo probe serving inside ``ns``; returns once it is bound."""
     proc = subprocess.Popen(
-        ["nsenter", f"--net={NETNS_DIR / ns}", "--", sys.executable, "-c", ECHO_SERVER,
-         str(port), str(seconds)],
+        ["nsenter", f"--net={NETNS_DIR / ns}", "--", sys.executable, "-m", "weave_cli.lab.probe",
+         "serve", "--seconds", str(seconds)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     assert proc.stdout is not None
@@ -83,9 +55,9 @@ def echo_server(ns: str, port: int = 7777, seconds: float = 20.0) -> subprocess.
     return proc
 
 
-def echo(ns: str | None, addr: str, port: int = 7777, seconds: float = 3.0) -> bool:
-    """True when a datagram sent from ``ns`` (None: here) to addr:port comes back."""
-    argv = [sys.executable, "-c", ECHO_CLIENT, addr, str(port), str(seconds)]
+def echo(ns: str | None, addr: str, seconds: float = 3.0) -> bool:
+    """True when a datagram sent from ``ns`` (None: here) to the probe at ``addr`` comes back."""
+    argv = [sys.executable, "-m", "weave_cli.lab.probe", "ask", addr, "--seconds", str(seconds)]
     if ns is not None:
         argv = ["nsenter", f"--net={NETNS_DIR / ns}", "--", *argv]
     return run(*argv, check=False).returncode == 0

@@ -26,6 +26,12 @@ NameOpt = Annotated[str, typer.Option("--name", help="Lab name: 1-8 of [a-z0-9].
 EXEC_SETTINGS = {"allow_interspersed_args": False, "ignore_unknown_options": True}
 CmdArg = Annotated[Optional[list[str]], typer.Argument(help="The command.", show_default=False)]
 HostArg = Annotated[str, typer.Argument(help="A host of the lab: h1, h2, ...", show_default=False)]
+NodeArg = Annotated[
+    str, typer.Argument(help="A host (h1, h2, ...) or a container.", show_default=False)
+]
+ContainerArg = Annotated[
+    str, typer.Argument(help="Container name: [a-z][a-z0-9]{0,11}.", show_default=False)
+]
 
 
 def _lab(name: str) -> str:
@@ -66,21 +72,57 @@ def down(name: NameOpt = DEFAULT_LAB) -> None:
 
 @app.command("exec", context_settings=EXEC_SETTINGS)
 def exec_(
-    host: HostArg,
+    host: NodeArg,
     cmd: CmdArg = None,
     name: NameOpt = DEFAULT_LAB,
 ) -> None:
-    """Run CMD inside HOST (its network and UTS namespaces, its WEAVE_* dirs).
+    """Run CMD inside HOST (its network and UTS namespaces, its WEAVE_* dirs) or inside a
+    container (its network namespace).
 
     Example: weave lab exec h1 -- weave status. Lab options go before HOST.
     """
-    from weave_cli.lab import enter, ops
+    from weave_cli.lab import containers, enter, ops
+    from weave_cli.lab.topology import Lab, host_index
 
     lab = _lab(name)
     argv = list(cmd or [])
     if argv[:1] == ["--"]:
         argv = argv[1:]
+    if host_index(host) is None:
+        containers.exec_in(Lab(lab), host, argv)
     enter.exec_in(ops.host(lab, host), argv)
+
+
+@app.command()
+def run(
+    host: HostArg,
+    container: ContainerArg,
+    addrs: Annotated[
+        Optional[list[str]],
+        typer.Argument(
+            help="ADDRs as for 'weave attach'.", show_default=False, metavar="[ADDR]..."
+        ),
+    ] = None,
+    name: NameOpt = DEFAULT_LAB,
+) -> None:
+    """Create a container (namespace wl-LAB-c-CONTAINER) and attach it to HOST's bridge by
+    running 'weave attach [ADDR...] ns:wl-LAB-c-CONTAINER' inside HOST; prints its IPs."""
+    from weave_cli.lab import containers
+    from weave_cli.lab.topology import Lab
+
+    lab = Lab(_lab(name))
+    where, netns, ips = containers.run(lab, host, container, list(addrs or []))
+    print(f"{container}  {netns}  {where.name}  {ips}")
+
+
+@app.command()
+def rm(container: ContainerArg, name: NameOpt = DEFAULT_LAB) -> None:
+    """Detach a container in its host (freeing its addresses) and delete its namespace."""
+    from weave_cli.lab import containers
+    from weave_cli.lab.topology import Lab
+
+    if not containers.remove(Lab(_lab(name)), container):
+        print(f"no container named {container!r}; nothing to do")
 
 
 @app.command()
@@ -89,9 +131,11 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="A stable JSON document.")] = False,
 ) -> None:
     """Show the lab's hosts: namespace, address, router pid and whether the router is ready."""
-    from weave_cli.lab import ops
+    from weave_cli.lab import containers, ops
+    from weave_cli.lab.topology import Lab
 
     doc = ops.status(_lab(name))
+    doc["containers"] = containers.describe(Lab(doc["lab"]))
     if as_json:
         print(json.dumps(doc, indent=2))
         return
@@ -99,11 +143,13 @@ def status(
     for h in doc["hosts"]:
         pid = str(h["router_pid"]) if h["router_pid"] else "-"
         rows.append([h["name"], h["netns"], h["address"], pid, "yes" if h["ready"] else "no"])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print(f"lab {doc['lab']}")
-    for row in rows:
-        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        print("  ".join(cells).rstrip())
+    _table(rows)
+    if doc["containers"]:
+        _table([["CONTAINER", "NETNS", "HOST", "ADDRESSES"]] + [
+            [c["name"], c["netns"], c["host"] or "-", " ".join(c["addresses"]) or "-"]
+            for c in doc["containers"]
+        ])
     cuts = sorted({(r.pair, r.mode) for r in ops.partitions(doc["lab"])}) if doc["hosts"] else []
     if cuts:
         print("partitions: " + ", ".join(f"{a}-{b} ({mode})" for (a, b), mode in cuts))
@@ -166,3 +212,10 @@ def demo(
 
     _lab(tour.DEMO_LAB)
     tour.run(keep)
+
+
+def _table(rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())

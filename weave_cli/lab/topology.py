@@ -4,6 +4,8 @@ A lab called LAB with N hosts is, by construction (mininet's ``h1..hN`` scheme):
 
     namespace        wl-LAB-sw        the underlay switch: Linux bridge ``br0``
     namespace        wl-LAB-hK        host K (1 <= K <= N), hostname ``hK`` (own UTS namespace)
+    namespace        wl-LAB-c-NAME    container NAME (``weave lab run``), attached to one host's
+                                      bridge by ``weave attach ns:wl-LAB-c-NAME`` run in that host
     veth pair        hK (in the switch, enslaved to br0)  <->  eth0 (in host K), MTU 1500
     address          198.18.0.K/24 on host K's eth0 (the benchmarking range 198.18.0.0/15)
     state dir        /var/lib/weave-lab/LAB/hK    WEAVE_STATE_DIR of host K's router
@@ -12,9 +14,11 @@ A lab called LAB with N hosts is, by construction (mininet's ``h1..hN`` scheme):
     metadata         /run/weave-lab/LAB/lab.json  host count, bare flag, launch argv per host
     lock             /run/weave-lab/LAB.lock      serialises up/down/restart/partition/heal
 
-LAB matches ``[a-z0-9]{1,8}`` so namespace names stay short; nothing but a lab uses the
-``wl-`` prefix (``names.LAB_PREFIX``), so ``down`` can find a crashed lab's leftovers from the
-name alone. This module is pure: no I/O, no clock.
+LAB matches ``[a-z0-9]{1,8}`` so namespace names stay short; a container NAME matches
+``[a-z][a-z0-9]{0,11}`` and is never a host name (``hK``) or ``sw``, so ``weave lab exec`` takes
+either. Nothing but a lab uses the ``wl-`` prefix (``names.LAB_PREFIX``), so ``down`` can find
+a crashed lab's leftovers, containers included, from the name alone. This module is pure: no
+I/O, no clock.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ MTU = 1500
 BRIDGE = LAB_BRIDGE
 HOST_IFNAME = LAB_HOST_IFNAME
 SWITCH_NODE = "sw"
+CONTAINER_NODE_PREFIX = "c-"
+CONTAINER_RE = re.compile(r"[a-z][a-z0-9]{0,11}")
 SEED_HOST = "h1"
 
 
@@ -60,6 +66,17 @@ def validate_host_count(count: int) -> int:
     if not 1 <= count <= MAX_HOSTS:
         raise LabError(f"--hosts must be between 1 and {MAX_HOSTS}, not {count}", "e.g. --hosts 3")
     return count
+
+
+def validate_container_name(name: str) -> str:
+    """The name itself, or a LabError saying what a container name may be."""
+    if not CONTAINER_RE.fullmatch(name) or HOST_RE.fullmatch(name) or name == SWITCH_NODE:
+        raise LabError(
+            f"invalid container name {name!r}: use 1 to 12 lowercase letters or digits, "
+            "starting with a letter, not a host name (hK) or 'sw'",
+            "e.g. weave lab run h1 web",
+        )
+    return name
 
 
 def host_index(host: str) -> int | None:
@@ -158,7 +175,20 @@ class Lab:
         if not netns.startswith(self.prefix):
             return False
         node = netns[len(self.prefix):]
-        return node == SWITCH_NODE or host_index(node) is not None
+        return (
+            node == SWITCH_NODE
+            or host_index(node) is not None
+            or self.container_from_netns(netns) is not None
+        )
+
+    def container_netns(self, name: str) -> str:
+        return f"{self.prefix}{CONTAINER_NODE_PREFIX}{name}"
+
+    def container_from_netns(self, netns: str) -> str | None:
+        """The container NAME of a namespace ``wl-LAB-c-NAME``, else None."""
+        head = f"{self.prefix}{CONTAINER_NODE_PREFIX}"
+        name = netns[len(head):] if netns.startswith(head) else ""
+        return name if CONTAINER_RE.fullmatch(name) else None
 
     def hosts_from_netns(self, namespaces: list[str]) -> list[Host]:
         """The hosts whose namespaces exist, in index order."""
