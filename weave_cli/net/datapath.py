@@ -9,7 +9,9 @@ Objects weave owns in the router's network namespace, all named in ``weave_cli.n
     iptables rules commented ``weave:*``   in DOCKER-USER, or FORWARD when its policy is DROP
 
 ``ensure`` is idempotent and cheap when nothing changed (netlink reads, one ``nft -j list``,
-one ``iptables -S`` when iptables exists); it returns one line per repair. ``remove_all`` deletes
+one ``iptables -S`` when iptables exists); it returns one line per repair. The bridge comes
+first; the nft table and the iptables rules are tried independently, and a failure of either
+is raised after both were tried. ``remove_all`` deletes
 exactly these objects and nothing else (deleting a veth removes its ``ethwe`` in the container
 too), tries every step even when one fails, and then reports what failed.
 """
@@ -29,8 +31,18 @@ def ensure(router_ns: str | None = None, mtu: int = DEFAULT_MTU) -> list[str]:
         repairs = bridge.ensure(ipr, BridgeSpec(BRIDGE, mtu))
         br = bridge.require(ipr)
         exposed = links.ipv4_addrs(ipr, br.index)
-    repairs += firewall.ensure_table(router_ns, exposed)
-    repairs += firewall.ensure_forward_rules(router_ns)
+    failed = []
+    # Independent steps: without nft (an iptables-only host) the Docker rules still matter.
+    try:
+        repairs += firewall.ensure_table(router_ns, exposed)
+    except DatapathError as err:
+        failed.append(err.message)
+    try:
+        repairs += firewall.ensure_forward_rules(router_ns)
+    except DatapathError as err:
+        failed.append(err.message)
+    if failed:
+        raise DatapathError("; ".join(failed))
     return repairs
 
 
