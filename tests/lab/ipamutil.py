@@ -16,10 +16,12 @@ legitimate reuse; a real double allocation has both allocations answered while b
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from weave_cli.client import Response, RouterClient
 from weave_cli.names import LAB_RUN_ROOT, LAB_STATE_ROOT, Paths
@@ -119,3 +121,113 @@ class History:
                     seen[addr] = (host, ident)
         self.check()
         return seen
+
+
+# -- helpers for the fault scenarios (F01-F10) --------------------------------------------------
+
+
+def ipam_report(lab: str, host: str) -> dict[str, Any]:
+    """The IPAM section of the host's ``GET /report``."""
+    resp = call(lab, host, "GET", "/report")
+    assert resp.status == 200, resp.text
+    section: dict[str, Any] = json.loads(resp.text)["IPAM"]
+    return section
+
+
+def ring_entries(lab: str, host: str) -> list[tuple[str, int, str, int, int]]:
+    """The host's ring as (Token, Size, Peer, Version, Free): equal lists = converged rings."""
+    return [
+        (e["Token"], e["Size"], e["Peer"], e["Version"], e["Free"])
+        for e in ipam_report(lab, host)["Entries"]
+    ]
+
+
+def owned(lab: str, host: str) -> dict[str, list[str]]:
+    """``GET /ip``: ident -> CIDRs the host's router holds."""
+    resp = call(lab, host, "GET", "/ip")
+    assert resp.status == 200, resp.text
+    return {e["containerid"]: e["addrs"] for e in json.loads(resp.text)["owned"]}
+
+
+def stored_seeds(lab: str, host: str) -> tuple[str, ...] | None:
+    """The seeds of the ring in the host's database (read-only), None when it has no ring:
+    two different non-empty answers mean two rings were formed."""
+    from weave_cli.ipam.ring import Ring
+
+    db = sqlite3.connect(f"file:{ipam_db(lab, host)}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key='ring'").fetchone()
+    finally:
+        db.close()
+    if row is None:
+        return None
+    ring = Ring.from_bytes(bytes(row[0]))
+    return tuple(str(p) for p in ring.seeds) if not ring.is_empty() else None
+
+
+def router_log(lab: str, host: str) -> str:
+    return (LAB_RUN_ROOT / lab / host / "weave.log").read_text(errors="replace")
+
+
+# -- helpers for the integration scenarios (IT20-IT31) ------------------------------------------
+
+
+def allocate_at_once(
+    hist: History, lab: str, jobs: list[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[str, float]]:
+    """Release every ``(host, ident)`` allocation at the same instant (a thread each, behind
+    a barrier); (CIDR, seconds it took) per job. Fails listing every allocation that failed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    gate = threading.Barrier(len(jobs))
+
+    def one(host: str, ident: str) -> tuple[str, float]:
+        gate.wait()
+        sent = time.monotonic()
+        return hist.allocate(lab, host, ident), time.monotonic() - sent
+
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = {job: pool.submit(one, *job) for job in jobs}
+    failed = [f"{ident}@{host}: {f.exception()}" for (host, ident), f in futures.items()
+              if f.exception() is not None]  # fmt: skip
+    assert not failed, failed
+    return {job: f.result() for job, f in futures.items()}
+
+
+def agreed_ring(lab: str, hosts: list[str]) -> list[tuple[str, int, str, int, int]] | None:
+    """The ring all ``hosts`` hold, once they hold one and the same (else None)."""
+    first, *rest = (ring_entries(lab, h) for h in hosts)
+    return first if first and all(r == first for r in rest) else None
+
+
+def owner_of(entries: list[tuple[str, int, str, int, int]], addr: str) -> str:
+    """The peer whose ring entry holds ``addr`` (the last entry also holds what wraps)."""
+    from ipaddress import IPv4Address
+
+    value, owner = IPv4Address(addr.split("/")[0]), entries[-1][2]
+    for token, _size, peer, _version, _free in entries:
+        if IPv4Address(token) <= value:
+            owner = peer
+    return owner
+
+
+def check_ring(lab: str, host: str) -> None:
+    """The host's ring keeps the invariants: tokens sorted, unique and inside the range;
+    sizes tile the whole range; every free count within its entry's size."""
+    from ipaddress import IPv4Address, IPv4Network
+
+    rep = ipam_report(lab, host)
+    universe = IPv4Network(rep["Range"])
+    tokens = [IPv4Address(e["Token"]) for e in rep["Entries"]]
+    assert tokens, f"{host} has no ring"
+    assert tokens == sorted(set(tokens)), f"{host}: tokens unsorted or repeated: {tokens}"
+    assert all(t in universe for t in tokens), f"{host}: a token outside {universe}"
+    assert sum(e["Size"] for e in rep["Entries"]) == rep["RangeNumIPs"] == universe.num_addresses
+    assert all(0 <= e["Free"] <= e["Size"] for e in rep["Entries"]), rep["Entries"]
+
+
+def peer_name(lab: str, host: str) -> str:
+    resp = call(lab, host, "GET", "/report")
+    assert resp.status == 200, resp.text
+    name: str = json.loads(resp.text)["Router"]["Name"]
+    return name
