@@ -349,3 +349,18 @@ def test_prime_starts_consensus_and_an_observer_asks_for_the_ring() -> None:
     assert obs.prime() is False and obs.status_words() == "priming"
     (gossip,) = obs.actions()
     assert isinstance(gossip, Broadcast) and decode_gossip(gossip.payload).need_ring
+
+
+def test_a_ring_from_the_donor_that_gives_nothing_does_not_end_the_space_request() -> None:
+    obs = Allocator(C, U16, Observer(), random.Random(3))
+    elector = seeded(A, (A, B))
+    obs.allocate("c1")
+    (gossip,) = obs.actions()
+    elector.on_gossip(C, gossip.payload)  # type: ignore[union-attr]
+    (update,) = elector.actions()
+    obs.on_unicast(A, update.payload)  # type: ignore[union-attr]
+    asked = [a for a in obs.actions() if isinstance(a, Unicast)]
+    assert len(asked) == 1 and obs._asked is not None
+    donor = asked[0].dst
+    obs.on_unicast(donor, update.payload)  # type: ignore[union-attr]  # a stale, earlier answer
+    assert obs._asked is not None and not [a for a in obs.actions() if isinstance(a, Unicast)]

@@ -315,3 +315,13 @@ def test_channel_logs_why_it_refuses_a_ring(caplog: pytest.LogCaptureFixture) ->
         channel.on_gossip(C, DIGEST + other.full_state())
     assert f"refusing gossip from {C}" in caplog.text
     assert "seeded by different peers" in caplog.text
+
+
+def test_converged_neighbours_do_not_answer_each_others_digests() -> None:
+    """The ring bytes name the replica's holder; equal content must still count as equal."""
+    ours = Allocator(A, U, Seed((A, B)), random.Random(1))
+    theirs = Allocator(B, U, Seed((A, B)), random.Random(1))
+    assert ours.full_state() != theirs.full_state()
+    channel, got = channel_for(ours)
+    assert channel.on_gossip(B, DIGEST + theirs.full_state()) == ([], None)
+    assert got == []

@@ -211,8 +211,8 @@ def _last_log_line(paths: Paths) -> str:
         lines = paths.log_file.read_text(errors="replace").strip().splitlines()
     except OSError:
         return "no log"
-    for line in reversed(lines):
-        if "ERROR" in line or "Error" in line:
+    for line in reversed(lines):  # the router's own reason, not the supervisor's verdict on it
+        if ("ERROR" in line or "Error" in line) and " weave.supervisor: " not in line:
             return line.split(": ", 1)[-1]
     return lines[-1] if lines else "no log"
 

@@ -84,7 +84,8 @@ def reset(
 
     paths = Paths.from_env()
     hand_over(paths, force)
-    stop_router(paths)
+    stop_router(paths)  # first, so the data path keeper cannot put anything back
+    _remove_datapath()
     for path in paths.owned_state_files() + paths.owned_run_files():
         state.remove_quietly(path)
     for directory in (paths.state_dir, paths.run_dir):
@@ -109,3 +110,24 @@ def version() -> None:
             print(f"weave router {resp.json().get('Version', '?')}")
     except (NotRunningError, RouterError, TimeoutError_, ValueError):
         pass
+
+
+def _remove_datapath() -> None:
+    """Remove the bridge, veths, nft table and firewall rules weave made in this namespace.
+
+    Only where weave's bridge exists: a host (or test) that never ran a data path is left
+    entirely untouched, its firewall included.
+    """
+    import socket
+
+    from weave_cli.names import BRIDGE
+
+    try:
+        socket.if_nametoindex(BRIDGE)
+    except OSError:
+        return
+    if os.geteuid() != 0:
+        raise PrivilegeError("removing the weave bridge needs root", "run 'sudo weave reset'")
+    from weave_cli.net.datapath import remove_all
+
+    remove_all()

@@ -233,9 +233,14 @@ class Allocator:
     def on_unicast(self, src: PeerName, payload: bytes) -> None:
         m = decode_unicast(payload)
         if m.kind == UnicastKind.RING_UPDATE:
-            if self._asked is not None and self._asked[0] == src:
-                self._asked = None
+            # Only a ring that gave us space answers our request: the donor's earlier answer to
+            # a need-ring broadcast may arrive after the request was sent.
+            before = self.space.num_owned()
             self._merge(Ring.from_bytes(m.ring))
+            if self._asked is not None and self._asked[0] == src:
+                if self.space.num_owned() > before:
+                    self._asked = None
+                    self._retry_pending()  # still short: ask again now, not at the next tick
         elif m.kind == UnicastKind.SPACE_DENIED:
             if self._asked is not None and self._asked[0] == src:
                 self._asked = None

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from weave_cli.errors import ProtocolError, WeaveError
-from weave_cli.ipam.allocator_wire import UnicastKind, decode_gossip, decode_unicast
+from weave_cli.ipam.allocator_wire import Gossip, UnicastKind, decode_gossip, decode_unicast
 from weave_cli.ipam.ring import Ring
 from weave_cli.router.channels import GossipReply
 from weave_cli.router.peer import PeerName
@@ -49,20 +49,29 @@ class IPAMChannel:
     def __init__(self, published: Callable[[], PublishedState], deliver: Deliver) -> None:
         self.published, self.deliver = published, deliver
 
-    def _check_ring(self, data: bytes) -> None:
+    def _check_ring(self, data: bytes) -> Ring | None:
         if not data:
-            return
+            return None
         try:
-            self.published().ring.validate_incoming(Ring.from_bytes(data))
+            ring = Ring.from_bytes(data)
+            self.published().ring.validate_incoming(ring)
         except WeaveError as err:
             raise ProtocolError(err.message) from None
+        return ring
 
-    def _check_gossip(self, payload: bytes) -> None:
+    def _check_gossip(self, payload: bytes) -> tuple[Gossip, Ring | None]:
         try:
             g = decode_gossip(payload)
         except WeaveError as err:
             raise ProtocolError(f"bad IPAM gossip: {err.message}") from None
-        self._check_ring(g.ring)
+        return g, self._check_ring(g.ring)
+
+    def _same_as_ours(self, g: Gossip, ring: Ring | None) -> bool:
+        """Equal content: the ring bytes name the replica's holder, which always differs."""
+        pub = self.published()
+        if g.need_ring or g.paxos or (ring is None) != pub.ring.is_empty():
+            return False
+        return ring is None or ring.same_state(pub.ring)
 
     def on_broadcast(self, src: PeerName, payload: bytes) -> bytes | None:
         with _logged_refusal(src):
@@ -85,12 +94,12 @@ class IPAMChannel:
         with _logged_refusal(sender):
             if kind not in (DIGEST, REPLY):
                 raise ProtocolError("bad IPAM gossip kind")
-            self._check_gossip(state)
-        ours = self.published().full_state
-        if state != ours:
-            self.deliver("gossip", sender, state)
-        if kind == DIGEST and state != ours:
-            return [REPLY + ours], None
+            g, ring = self._check_gossip(state)
+        if self._same_as_ours(g, ring):
+            return [], None
+        self.deliver("gossip", sender, state)
+        if kind == DIGEST:
+            return [REPLY + self.published().full_state], None
         return [], None
 
     def digest(self) -> bytes:

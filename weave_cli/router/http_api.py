@@ -25,7 +25,7 @@ from weave_cli.errors import UsageError, WeaveError
 log = logging.getLogger("weave.http")
 MAX_BODY = 64 * 1024
 MAX_PEERS_PER_REQUEST = 1024
-STATUS_VIEWS = ("peers", "connections", "targets")
+STATUS_VIEWS = ("peers", "connections", "targets", "ipam")
 FULL_API = web.AppKey("full_api", bool)
 
 Report = Callable[[], Awaitable[dict[str, Any]]]
@@ -54,6 +54,8 @@ class Handlers:
             text = render.render_connections(report)
         elif view == "targets":
             text = render.render_targets(report)
+        elif view == "ipam" and report.get("IPAM"):
+            text = render.render_ipam(report)
         else:
             return _text(404, f"Invalid 'weave status' sub-command: {view}")
         return _text(200 if report.get("Ready") else 503, text)
