@@ -325,3 +325,19 @@ def test_converged_neighbours_do_not_answer_each_others_digests() -> None:
     channel, got = channel_for(ours)
     assert channel.on_gossip(B, DIGEST + theirs.full_state()) == ([], None)
     assert got == []
+
+
+def test_nicknames_survive_a_restart_so_rmpeer_by_nickname_still_works(tmp_path: Path) -> None:
+    mesh = RecordingMesh({A: ("a", True), B: ("b", True)})
+
+    async def learn(svc: IPAMService, _s: IPAMStore, _m: RecordingMesh) -> None:
+        await svc.report()  # one turn after the first refresh
+
+    run_with(tmp_path, Allocator(A, U, Seed((A, B)), random.Random(1)), learn, mesh=mesh)
+    alone = RecordingMesh({A: ("a", True)})  # after the restart B is gone from the topology
+
+    async def takeover(svc: IPAMService, _s: IPAMStore, _m: RecordingMesh) -> None:
+        count, name, _ = await svc.rmpeer("b")
+        assert (count, name) == (8, str(B))
+
+    run_with(tmp_path, Allocator(A, U, Seed((A, B)), random.Random(1)), takeover, mesh=alone)

@@ -83,6 +83,11 @@ class IPAMService:
         self.answers: list[tuple[asyncio.Future[Any], Any]] = []  # resolved after persisting
         self.ring_waiters: list[asyncio.Future[None]] = []
         self.nicknames: dict[PeerName, str] = {alloc.me: ""}
+        for text, nick in store.load_nicknames().items():  # peers seen before a restart
+            try:
+                self.nicknames[PeerName.parse(text)] = nick
+            except ValueError:
+                continue
         self.reachable: set[PeerName] = set()
         self.published = PublishedState(alloc.ring.copy(), alloc.full_state())
 
@@ -192,8 +197,12 @@ class IPAMService:
         self._apply_peers(await self.mesh.peers())
 
     def _apply_peers(self, known: dict[PeerName, tuple[str, bool]]) -> None:
-        for name, (nick, _) in known.items():
-            self.nicknames[name] = nick
+        learned = {
+            n: nick for n, (nick, _) in known.items() if nick and self.nicknames.get(n) != nick
+        }
+        if learned:
+            self.nicknames.update(learned)
+            self.store.save_nicknames({str(n): v for n, v in self.nicknames.items() if v})
         self.reachable = {name for name, (_, up) in known.items() if up}
         for name in {e.peer for e in self.alloc.ring.entries} - {self.alloc.me}:
             if name in self.reachable:

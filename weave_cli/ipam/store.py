@@ -141,6 +141,26 @@ class IPAMStore:
     def _tx(self) -> _Transaction:
         return _Transaction(self._db)
 
+    def load_nicknames(self) -> dict[str, str]:
+        """Peer name -> nickname as last saved (so rmpeer by nickname works after a restart)."""
+        import json
+
+        row = self._db.execute("SELECT value FROM meta WHERE key='nicknames'").fetchone()
+        try:
+            data = json.loads(bytes(row[0])) if row is not None else {}
+        except ValueError:
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {str(k): str(v) for k, v in data.items() if isinstance(v, str)}
+
+    def save_nicknames(self, nicknames: dict[str, str]) -> None:
+        import json
+
+        blob = json.dumps(nicknames, sort_keys=True).encode()
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('nicknames', ?)", (blob,))
+
     def close(self) -> None:
         self._db.close()
 
