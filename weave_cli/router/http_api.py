@@ -16,11 +16,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from weave_cli.errors import UsageError, WeaveError
+
+if TYPE_CHECKING:
+    from weave_cli.router.http_ipam import IPAMRoutes
 
 log = logging.getLogger("weave.http")
 MAX_BODY = 64 * 1024
@@ -36,7 +39,7 @@ class Handlers:
     """Route handlers over three callables supplied by the daemon."""
 
     def __init__(
-        self, report: Report, connect: PeerCall, forget: PeerCall, ipam: Any = None
+        self, report: Report, connect: PeerCall, forget: PeerCall, ipam: IPAMRoutes | None = None
     ) -> None:
         self.report, self.connect_peers, self.forget_peers = report, connect, forget
         self.ipam = ipam  # an http_ipam.IPAMRoutes, whose routes join the full API
