@@ -14,8 +14,8 @@ _weave_commands() {
 _weave_options() {
     case "$1" in
         "") echo "--install-completion --show-completion --help" ;;
-        "launch") echo "--name --nickname --port --conn-limit --no-discovery --resume --no-restart --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --help" ;;
-        "join") echo "--name --nickname --port --conn-limit --no-discovery --no-restart --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --help" ;;
+        "launch") echo "--name --nickname --port --conn-limit --no-discovery --resume --no-restart --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --no-fastdp --mtu --help" ;;
+        "join") echo "--name --nickname --port --conn-limit --no-discovery --no-restart --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --no-fastdp --mtu --help" ;;
         "connect") echo "--replace --help" ;;
         "forget") echo "--help" ;;
         "status") echo "--help" ;;
@@ -39,7 +39,7 @@ _weave_options() {
         "lab status") echo "--name --json --help" ;;
         "lab kill") echo "--name --help" ;;
         "lab restart") echo "--name --help" ;;
-        "lab partition") echo "--name --tcp-only --udp-only --help" ;;
+        "lab partition") echo "--name --mode --port --max-size --tcp-only --udp-only --help" ;;
         "lab heal") echo "--name --help" ;;
         "lab demo") echo "--keep --help" ;;
     esac
@@ -47,8 +47,8 @@ _weave_options() {
 
 _weave_valued() {
     case "$1" in
-        "launch") echo "--name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover" ;;
-        "join") echo "--name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover" ;;
+        "launch") echo "--name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --mtu" ;;
+        "join") echo "--name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --mtu" ;;
         "report") echo "-f --format" ;;
         "lab up") echo "--hosts --name" ;;
         "lab down") echo "--name" ;;
@@ -58,7 +58,7 @@ _weave_valued() {
         "lab status") echo "--name" ;;
         "lab kill") echo "--name" ;;
         "lab restart") echo "--name" ;;
-        "lab partition") echo "--name" ;;
+        "lab partition") echo "--name --mode --port --max-size" ;;
         "lab heal") echo "--name" ;;
     esac
 }

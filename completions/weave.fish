@@ -15,9 +15,9 @@ end
 function __weave_valued
     switch $argv[1]
         case 'launch'
-            echo --name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover
+            echo --name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --mtu
         case 'join'
-            echo --name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover
+            echo --name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --mtu
         case 'report'
             echo -f --format
         case 'lab up'
@@ -37,7 +37,7 @@ function __weave_valued
         case 'lab restart'
             echo --name
         case 'lab partition'
-            echo --name
+            echo --name --mode --port --max-size
         case 'lab heal'
             echo --name
     end
@@ -111,6 +111,8 @@ complete -c weave -n '__weave_at \'launch\'' -l ipalloc-default-subnet -r -d 'Su
 complete -c weave -n '__weave_at \'launch\'' -l ipalloc-init -r -d 'consensus[=N], seed=NAME,... or observer (default: consensus=peers+1...'
 complete -c weave -n '__weave_at \'launch\'' -l ipalloc-timeout -r -d 'Seconds an allocation may wait before 503.'
 complete -c weave -n '__weave_at \'launch\'' -l ipam-recover -r -d 'relearn: the IPAM database is lost; keep the peer name and re-learn its ranges.'
+complete -c weave -n '__weave_at \'launch\'' -l no-fastdp -d 'Carry traffic between hosts in the sleeve only (no kernel VXLAN).'
+complete -c weave -n '__weave_at \'launch\'' -l mtu -r -d 'Container MTU; default: the underlay\'s MTU minus 50 (VXLAN overhead).'
 complete -c weave -n '__weave_at \'launch\'' -l help -d 'Show this message and exit.'
 complete -c weave -n '__weave_at \'join\'' -l name -r -d 'Peer name (MAC format); default: random, then persisted.'
 complete -c weave -n '__weave_at \'join\'' -l nickname -r -d 'Human-readable peer name; default: the host name.'
@@ -127,6 +129,8 @@ complete -c weave -n '__weave_at \'join\'' -l ipalloc-default-subnet -r -d 'Subn
 complete -c weave -n '__weave_at \'join\'' -l ipalloc-init -r -d 'consensus[=N], seed=NAME,... or observer (default: consensus=peers+1...'
 complete -c weave -n '__weave_at \'join\'' -l ipalloc-timeout -r -d 'Seconds an allocation may wait before 503.'
 complete -c weave -n '__weave_at \'join\'' -l ipam-recover -r -d 'relearn: the IPAM database is lost; keep the peer name and re-learn its ranges.'
+complete -c weave -n '__weave_at \'join\'' -l no-fastdp -d 'Carry traffic between hosts in the sleeve only (no kernel VXLAN).'
+complete -c weave -n '__weave_at \'join\'' -l mtu -r -d 'Container MTU; default: the underlay\'s MTU minus 50 (VXLAN overhead).'
 complete -c weave -n '__weave_at \'join\'' -l help -d 'Show this message and exit.'
 complete -c weave -n '__weave_at \'connect\'' -l replace -d 'Replace the target list instead of adding to it.'
 complete -c weave -n '__weave_at \'connect\'' -l help -d 'Show this message and exit.'
@@ -155,7 +159,7 @@ complete -c weave -n '__weave_at \'lab\' 0' -a rm -d 'Detach a container in its 
 complete -c weave -n '__weave_at \'lab\' 0' -a status -d 'Show the lab\'s hosts: namespace, address, router pid and whether the router...'
 complete -c weave -n '__weave_at \'lab\' 0' -a kill -d 'SIGKILL HOST\'s router and wait until it is gone (its supervisor may restart it).'
 complete -c weave -n '__weave_at \'lab\' 0' -a restart -d 'Stop HOST\'s router and start it again with the command \'lab up\' used; waits...'
-complete -c weave -n '__weave_at \'lab\' 0' -a partition -d 'Drop traffic between HOST1 and HOST2 on the underlay switch (both directions).'
+complete -c weave -n '__weave_at \'lab\' 0' -a partition -d 'Drop traffic between HOST1 and HOST2 on the underlay switch (both...'
 complete -c weave -n '__weave_at \'lab\' 0' -a heal -d 'Remove the partition between HOST1 and HOST2, or every partition with no...'
 complete -c weave -n '__weave_at \'lab\' 0' -a demo -d 'A short tour: 3 hosts, launch and join, \'weave status\' from h1; then remove...'
 complete -c weave -n '__weave_at \'lab\'' -l help -d 'Show this message and exit.'
@@ -179,8 +183,11 @@ complete -c weave -n '__weave_at \'lab kill\'' -l help -d 'Show this message and
 complete -c weave -n '__weave_at \'lab restart\'' -l name -r -d 'Lab name: 1-8 of [a-z0-9].'
 complete -c weave -n '__weave_at \'lab restart\'' -l help -d 'Show this message and exit.'
 complete -c weave -n '__weave_at \'lab partition\'' -l name -r -d 'Lab name: 1-8 of [a-z0-9].'
-complete -c weave -n '__weave_at \'lab partition\'' -l tcp-only -d 'Drop only TCP.'
-complete -c weave -n '__weave_at \'lab partition\'' -l udp-only -d 'Drop only UDP.'
+complete -c weave -n '__weave_at \'lab partition\'' -l mode -r -d 'Which protocol to drop: all (default), tcp or udp.'
+complete -c weave -n '__weave_at \'lab partition\'' -l port -r -d 'Drop only packets from or to this port (needs --mode tcp or udp); e.g....'
+complete -c weave -n '__weave_at \'lab partition\'' -l max-size -r -d 'Drop only packets whose IP length is above this many bytes; e.g. --mode udp...'
+complete -c weave -n '__weave_at \'lab partition\'' -l tcp-only -d 'Same as --mode tcp.'
+complete -c weave -n '__weave_at \'lab partition\'' -l udp-only -d 'Same as --mode udp.'
 complete -c weave -n '__weave_at \'lab partition\'' -l help -d 'Show this message and exit.'
 complete -c weave -n '__weave_at \'lab heal\'' -l name -r -d 'Lab name: 1-8 of [a-z0-9].'
 complete -c weave -n '__weave_at \'lab heal\'' -l help -d 'Show this message and exit.'

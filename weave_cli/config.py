@@ -140,6 +140,8 @@ class LaunchConfig:
     ipalloc_init: str | None = None  # None: consensus=1 (see weave_cli.ipam.options)
     ipalloc_timeout: float = 30.0
     ipam_recover: str | None = None
+    no_fastdp: bool = False  # sleeve only: no VXLAN device is made
+    mtu: int | None = None  # the overlay MTU; None: underlay MTU minus FASTDP_OVERHEAD
 
     @property
     def ipam_range(self) -> str:
@@ -178,6 +180,9 @@ class LaunchConfig:
             raise UsageError(
                 f"invalid --ipalloc-timeout {self.ipalloc_timeout}", "use seconds, 0 < t <= 3600"
             )
+        if self.mtu is not None and not 576 <= self.mtu <= 65485:
+            raise UsageError(f"invalid --mtu {self.mtu}",
+                             "give the container MTU in bytes, 576..65485 (e.g. --mtu 1410)")
         from weave_cli.ipam.options import check_options
 
         check_options(

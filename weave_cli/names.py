@@ -37,6 +37,21 @@ FIREWALL_COMMENT_PREFIX = "weave:"
 # the namespace's path, which is how ps, detach and reset find an attachment again.
 VETH_ALIAS_TAG = "weave-attached"
 EXPOSE_IDENT = "weave:expose"  # the IPAM ident of the host's own addresses on the bridge
+# Between hosts. fastdp is the kernel's VXLAN on UDP port+1 (6784), a port of the bridge; its
+# heartbeats travel on a second VXLAN device with its own VNI that is on no bridge, so they
+# never reach a container. The sleeve is a TAP port of the bridge, served by the router's
+# forwarder process, on UDP port (6783). The VXLAN and TAP ports are "isolated" bridge ports:
+# a frame that came from one host never leaves through the other overlay.
+VXLAN_IFNAME = "weave-vxlan"
+VXLAN_HB_IFNAME = "weave-vxhb"
+SLEEVE_IFNAME = "weave-sleeve"
+VXLAN_VNI = 0x5756  # "WV": the data VNI, one flat layer 2 for the whole network
+VXLAN_HB_VNI = VXLAN_VNI + 1
+FASTDP_PORT_OFFSET = 1  # fastdp's UDP port is the mesh port + 1, as in the original
+# Outer IPv4 (20) + UDP (8) + VXLAN (8) + the inner Ethernet header (14): a container MTU this
+# much below the underlay's keeps every VXLAN packet unfragmented.
+FASTDP_OVERHEAD = 50
+HEARTBEAT_ETHERTYPE = 0x88B5  # IEEE local experimental: fastdp heartbeat frames
 
 # Lab objects: every lab namespace is "<LAB_PREFIX><lab>-<node>"; nothing else uses the prefix.
 LAB_PREFIX = "wl-"

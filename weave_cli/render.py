@@ -23,7 +23,8 @@ a missing ``Outbound`` renders the arrow as ``--``; a missing ``Established`` re
 not counted; a missing ``VersionCheck`` drops the parenthesis after the version.
 
 Deviation: ``status connections`` separates attributes with spaces (`` mtu=1376 encrypted=true``,
-sorted, ``name`` omitted); the original concatenated them with no separator.
+sorted, ``name`` omitted, a value with spaces in double quotes); the original concatenated them
+with no separator.
 
 ``colorize`` is for terminals only and imports rich lazily, so importing this module stays fast.
 """
@@ -214,7 +215,13 @@ def render_status(report: dict[str, Any]) -> str:
 def _attrs(attrs: Any) -> str:
     if not isinstance(attrs, dict):
         return ""
-    return "".join(f" {k}={format_value(attrs[k])}" for k in sorted(attrs, key=str) if k != "name")
+    return "".join(f" {k}={_quoted(format_value(attrs[k]))}"
+                   for k in sorted(attrs, key=str) if k != "name")
+
+
+def _quoted(text: str) -> str:
+    """A value with spaces (a reason) in double quotes, so the line still splits on spaces."""
+    return f'"{text}"' if " " in text else text
 
 
 def render_connections(report: dict[str, Any]) -> str:

@@ -110,7 +110,7 @@ def _bash_complete(*words: str) -> list[str]:
     [
         (("weave", "la"), ["lab", "launch"]),
         (("weave", "lab", "pa"), ["partition"]),
-        (("weave", "launch", "--no-"), ["--no-discovery", "--no-restart"]),
+        (("weave", "launch", "--no-"), ["--no-discovery", "--no-fastdp", "--no-restart"]),
         (("weave", "status", ""), ["connections", "ipam", "peers", "targets"]),
         (("weave", "lab", "status", "--j"), ["--json"]),
         (("weave", "report", "-"), ["--format", "--help", "-f"]),

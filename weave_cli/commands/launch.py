@@ -90,6 +90,16 @@ IpamRecoverOpt = Annotated[
         help="relearn: the IPAM database is lost; keep the peer name and re-learn its ranges.",
     ),
 ]
+NoFastdpOpt = Annotated[
+    bool,
+    typer.Option("--no-fastdp", envvar="WEAVE_NO_FASTDP",
+                 help="Carry traffic between hosts in the sleeve only (no kernel VXLAN)."),
+]
+MtuOpt = Annotated[
+    Optional[int],
+    typer.Option("--mtu", envvar="WEAVE_MTU",
+                 help="Container MTU; default: the underlay's MTU minus 50 (VXLAN overhead)."),
+]
 HeartbeatOpt = Annotated[float, typer.Option("--heartbeat-interval", hidden=True)]
 GossipOpt = Annotated[float, typer.Option("--gossip-interval", hidden=True)]
 RetryMaxOpt = Annotated[float, typer.Option("--retry-max", hidden=True)]
@@ -117,6 +127,8 @@ def build_config(
     ipalloc_init: str | None = None,
     ipalloc_timeout: float = 30.0,
     ipam_recover: str | None = None,
+    no_fastdp: bool = False,
+    mtu: int | None = None,
     joining: bool = False,
 ) -> LaunchConfig:
     from weave_cli.config import LaunchConfig, parse_port
@@ -145,6 +157,8 @@ def build_config(
         ipalloc_init=ipalloc_init,
         ipalloc_timeout=ipalloc_timeout,
         ipam_recover=ipam_recover,
+        no_fastdp=no_fastdp,
+        mtu=mtu,
     ).validate()
 
 
@@ -238,6 +252,8 @@ def launch(
     ipalloc_init: IpallocInitOpt = None,
     ipalloc_timeout: IpallocTimeoutOpt = 30.0,
     ipam_recover: IpamRecoverOpt = None,
+    no_fastdp: NoFastdpOpt = False,
+    mtu: MtuOpt = None,
 ) -> None:
     """Start the router on this host, optionally connecting to PEERs. Prints the peer name."""
     cfg = build_config(**locals())

@@ -18,9 +18,11 @@ from weave_cli.commands.launch import (
     IpallocTimeoutOpt,
     IpamRecoverOpt,
     LogLevelOpt,
+    MtuOpt,
     NameOpt,
     NickOpt,
     NoDiscoveryOpt,
+    NoFastdpOpt,
     NoRestartOpt,
     PortOpt,
     RetryMaxOpt,
@@ -83,6 +85,8 @@ def join(
     ipalloc_init: IpallocInitOpt = None,
     ipalloc_timeout: IpallocTimeoutOpt = 30.0,
     ipam_recover: IpamRecoverOpt = None,
+    no_fastdp: NoFastdpOpt = False,
+    mtu: MtuOpt = None,
 ) -> None:
     """Join the network through PEERs: launch the router with them if none runs, else connect.
     A router launched by join is an IPAM observer: it adopts the existing ring, never seeds one."""

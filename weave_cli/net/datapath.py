@@ -3,6 +3,8 @@
 Objects weave owns in the router's network namespace, all named in ``weave_cli.names``:
 
     bridge ``weave``                       created by ``ensure``, with our MTU, up
+    ``weave-vxlan``, ``weave-vxhb``          fastdp's VXLAN devices (``net/overlay.py``)
+    ``weave-sleeve``                       the sleeve forwarder's TAP, a port of the bridge
     veths ``vethwepl<inode>``              one per attached namespace (peer ``ethwe`` there)
     addresses on the bridge                ``weave expose``
     nftables ``table inet weave``          forward accepts, masquerade of exposed subnets
@@ -19,17 +21,22 @@ too), tries every step even when one fails, and then reports what failed.
 from __future__ import annotations
 
 from weave_cli.names import BRIDGE, NFT_FAMILY, NFT_TABLE, VETH_HOST_PREFIX
-from weave_cli.net import bridge, firewall, links
+from weave_cli.net import bridge, firewall, links, overlay
 from weave_cli.net.bridge import DEFAULT_MTU, BridgeSpec
 from weave_cli.net.errors import DatapathError
 from weave_cli.net.netns import open_ipr
+from weave_cli.net.overlay import OverlaySpec
 
 
-def ensure(router_ns: str | None = None, mtu: int = DEFAULT_MTU) -> list[str]:
-    """Bridge, ports, nft table and iptables rules as desired; one line per repair."""
+def ensure(router_ns: str | None = None, mtu: int = DEFAULT_MTU,
+           overlay_spec: OverlaySpec | None = None) -> list[str]:
+    """Bridge, ports, overlay devices, nft table and iptables rules as desired; one line per
+    repair. Without ``overlay_spec`` the overlay devices are left as they are."""
     with open_ipr(router_ns) as ipr:
         repairs = bridge.ensure(ipr, BridgeSpec(BRIDGE, mtu))
         br = bridge.require(ipr)
+        if overlay_spec is not None:
+            repairs += overlay.ensure(ipr, br, overlay_spec)
         exposed = links.ipv4_addrs(ipr, br.index)
     failed = []
     # Independent steps: without nft (an iptables-only host) the Docker rules still matter.
@@ -88,4 +95,6 @@ def remove_all(router_ns: str | None = None) -> list[str]:
 def _owned(link: links.Link) -> bool:
     if link.name == BRIDGE:
         return link.kind == "bridge"
+    if overlay.owned(link):
+        return True
     return link.name.startswith(VETH_HOST_PREFIX) and link.kind == "veth"

@@ -21,6 +21,7 @@ import os
 
 from weave_cli.errors import WeaveError
 from weave_cli.net.bridge import DEFAULT_MTU
+from weave_cli.net.overlay import OverlaySpec
 
 RECONCILE_INTERVAL = 5.0
 log = logging.getLogger("weave.datapath")
@@ -34,8 +35,10 @@ class DatapathKeeper:
         router_ns: str | None = None,
         mtu: int = DEFAULT_MTU,
         interval: float = RECONCILE_INTERVAL,
+        overlay_spec: OverlaySpec | None = None,
     ) -> None:
         self.router_ns, self.mtu, self.interval = router_ns, mtu, interval
+        self.overlay_spec = overlay_spec
         self.passes = 0
         self.last_error: str | None = None
 
@@ -45,7 +48,8 @@ class DatapathKeeper:
 
         self.passes += 1
         try:
-            repairs = await asyncio.to_thread(datapath.ensure, self.router_ns, self.mtu)
+            repairs = await asyncio.to_thread(
+                datapath.ensure, self.router_ns, self.mtu, self.overlay_spec)
         except WeaveError as err:
             self._failed(str(err))
             return False
@@ -73,7 +77,7 @@ class DatapathKeeper:
             await asyncio.sleep(self.interval)
 
 
-def for_router() -> DatapathKeeper | None:
+def for_router() -> DatapathKeeper | None:  # the router sets mtu and overlay_spec
     """A keeper for the router's own namespace, or None (logged once) when it cannot work."""
     if os.geteuid() != 0:
         log.info("not running as root: the bridge and firewall rules are not managed")

@@ -32,14 +32,21 @@ from weave_cli.ipam.service import IPAMService
 from weave_cli.ipam.setup import open_ipam
 from weave_cli.ipam.store import IPAMStore
 from weave_cli.names import Paths
+from weave_cli.net.heartbeat import FastdpHeartbeats
+from weave_cli.net.keeper import DatapathKeeper
 from weave_cli.net.keeper import for_router as datapath_keeper
+from weave_cli.net.overlay import OverlaySpec
+from weave_cli.overlay.channel import CHANNEL as OVERLAY_CHANNEL
+from weave_cli.overlay.channel import OverlayChannel
+from weave_cli.overlay.links import LinkSettings
+from weave_cli.overlay.service import OverlayService
 from weave_cli.router import state
 from weave_cli.router.driver import MeshDriver
 from weave_cli.router.http_api import Handlers, build_app
 from weave_cli.router.http_ipam import IPAMRoutes
 from weave_cli.router.mesh import MeshConfig, MeshCore
 from weave_cli.router.mesh_port import DriverMeshPort
-from weave_cli.router.peer import random_uid
+from weave_cli.router.peer import PeerName, random_uid
 from weave_cli.router.protocol import ProtocolSettings
 from weave_cli.router.supervisor import EXIT_NO_RESTART
 
@@ -55,8 +62,13 @@ def host_nickname(hostname: str) -> str:
 class Router:
     """Holds the running pieces; ``report()`` is the `weave report` document."""
 
-    def __init__(self, paths: Paths, cfg: LaunchConfig, rng: random.Random) -> None:
+    def __init__(self, paths: Paths, cfg: LaunchConfig, rng: random.Random,
+                 keeper: DatapathKeeper | None = None) -> None:
         self.paths, self.cfg, self.rng = paths, cfg, rng
+        self.keeper = keeper  # None: this router manages no data path (not root)
+        self.overlay: OverlayService | None = None
+        self.sleeve: Any = None
+        self.heartbeats: FastdpHeartbeats | None = None
         self.ready = False
         self.runners: list[web.AppRunner] = []
         self.driver: MeshDriver | None = None
@@ -106,6 +118,7 @@ class Router:
             gossip_interval=self.cfg.gossip_interval,
             protocol=ProtocolSettings(heartbeat_interval=hb, heartbeat_timeout=4 * hb),
             retry_max=self.cfg.retry_max,
+            confirm_data_path=self.keeper is not None,
         )
         core = MeshCore(mesh_config, now=loop.time(), rng=self.rng, targets=self.initial_targets())
         self.driver = MeshDriver(
@@ -127,11 +140,38 @@ class Router:
             core.register_channel(
                 IPAM_CHANNEL, IPAMChannel(lambda: service.published, service.deliver)
             )
+        if self.keeper is not None:
+            await self._start_overlay(core, name)
         await self.driver.start()
         log.info("Communication between peers is unencrypted.")
         log.info("Our name is %s(%s)", name, nickname)
         await self._serve_http()
         self.ready = True
+
+    async def _start_overlay(self, core: MeshCore, name: PeerName) -> None:
+        """The sleeve forwarder, fastdp heartbeats and the overlay task (docs/datapath.md)."""
+        assert self.keeper is not None and self.keeper.overlay_spec is not None and self.driver
+        spec = self.keeper.overlay_spec
+        try:
+            from weave_cli.sleeve.client import SleeveProcess
+
+            sleeve = SleeveProcess(port=self.cfg.port, host=self.cfg.host)
+            await sleeve.start()
+            self.sleeve = sleeve
+        except (ImportError, WeaveError) as err:  # e.g. no /dev/net/tun: fastdp links only
+            log.warning("sleeve unavailable: %s", err)
+        await self.keeper.ensure_once()  # plug the forwarder's TAP into the bridge
+        settings = LinkSettings(fastdp_enabled=spec.fastdp, fastdp_port=spec.vxlan_port,
+                                fastdp_mtu=spec.mtu)
+        reports: list[OverlayService] = []
+        channel = OverlayChannel(name, lambda peer, rep: reports[0].report_received(peer, rep))
+        if spec.fastdp:
+            self.heartbeats = FastdpHeartbeats(name, spec.vxlan_port, spec.mtu,
+                                               lambda peer: reports[0].fastdp_heard(peer))
+        self.overlay = OverlayService(self.driver, channel, settings, mesh_port=self.cfg.port,
+                                      sleeve=self.sleeve, heartbeats=self.heartbeats)
+        reports.append(self.overlay)
+        core.register_channel(OVERLAY_CHANNEL, channel)
 
     async def _serve_http(self) -> None:
         handlers = Handlers(self.report, self.connect, self.forget, IPAMRoutes(self.ipam))
@@ -171,19 +211,28 @@ class Router:
             await runner.cleanup()
         if self.driver is not None:
             await self.driver.shutdown()
+        if self.heartbeats is not None:
+            self.heartbeats.close()
+        if self.sleeve is not None:
+            await self.sleeve.stop()
         if self.ipam_store is not None:
             self.ipam_store.close()
 
 
 async def serve(paths: Paths, cfg: LaunchConfig) -> int:
-    router = Router(paths, cfg, random.Random(int.from_bytes(os.urandom(16), "big")))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     keeper = datapath_keeper()  # None (logged) unless root with pyroute2
     if keeper is not None:
+        mtu: int = cfg.mtu if cfg.mtu else await asyncio.to_thread(computed_mtu, cfg.peers)
+        keeper.mtu = mtu
+        keeper.overlay_spec = OverlaySpec(mtu, fastdp=not cfg.no_fastdp, port=cfg.port)
+        log.info("data path: mtu %d%s, %s", mtu, "" if cfg.mtu else " (computed)",
+                 "sleeve only (--no-fastdp)" if cfg.no_fastdp else "fastdp preferred")
         await keeper.ensure_once()  # so the bridge exists by the time the router is ready
+    router = Router(paths, cfg, random.Random(int.from_bytes(os.urandom(16), "big")), keeper)
     try:
         await router.start()
     except OSError as err:
@@ -196,6 +245,8 @@ async def serve(paths: Paths, cfg: LaunchConfig) -> int:
         owners.add(asyncio.ensure_future(router.ipam.run()))
     if keeper is not None:
         owners.add(asyncio.ensure_future(keeper.run(first_delay=keeper.interval)))
+    if router.overlay is not None:
+        owners.add(asyncio.ensure_future(router.overlay.run()))
     stopper = asyncio.ensure_future(stop.wait())
     await asyncio.wait(owners | {stopper}, return_when=asyncio.FIRST_COMPLETED)
     failures = [t for t in owners if t.done() and t.exception() is not None]
@@ -208,6 +259,14 @@ async def serve(paths: Paths, cfg: LaunchConfig) -> int:
     for task in owners:
         task.cancel()
     return 1 if failures else 0
+
+
+def computed_mtu(peers: list[str]) -> int:
+    from weave_cli.net.mtu import overlay_mtu, underlay_mtu
+    from weave_cli.net.netns import open_ipr
+
+    with open_ipr(None) as ipr:
+        return overlay_mtu(underlay_mtu(ipr, peers))
 
 
 def main(paths: Paths) -> int:

@@ -113,7 +113,8 @@ class MeshCore(GossipPlane):
         proto = ConnectionProtocol(self.identity, outbound=outbound,
                                    conn_id=self.rng.getrandbits(63), now=now,
                                    settings=self.config.protocol)
-        self.conns[conn] = Conn(conn, proto, remote_addr, outbound, target)
+        self.conns[conn] = Conn(conn, proto, remote_addr, outbound, target,
+                                data_path_confirmed=not self.config.confirm_data_path)
         self._touched.add(conn)
         self._finish(now)
 
@@ -176,11 +177,20 @@ class MeshCore(GossipPlane):
         (used only to print retry times; without it ``now`` is taken as the wall clock)."""
         return render_status(self, now, wall)
 
-    def set_data_path(self, conn: int, confirmed: bool, now: float) -> None:
-        """Hook for the overlay: mark a connection's data path (un)confirmed."""
-        if (c := self.conns.get(conn)) is not None and c.data_path_confirmed != confirmed:
-            c.data_path_confirmed = confirmed
-            self._local_dirty = True
+    def neighbours(self) -> dict[PeerName, str]:
+        """Every peer with an active connection, and its underlay IP address."""
+        return {name: self.conns[cid].address[0] for name, cid in self.active.items()}
+
+    def set_overlay(self, peer: PeerName, overlay: str, confirmed: bool,
+                    attrs: dict[str, object], now: float) -> None:
+        """The overlay's verdict on the link to ``peer``: what carries it, and whether its data
+        path is confirmed (a change of that is a topology change)."""
+        c = self.conns.get(self.active.get(peer, -1))
+        if c is not None:
+            c.overlay, c.extra = overlay, dict(attrs)
+            if c.data_path_confirmed != confirmed:
+                c.data_path_confirmed = confirmed
+                self._local_dirty = True
         self._finish(now)
 
     # -- connection events --------------------------------------------------------------------

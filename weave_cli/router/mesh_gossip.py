@@ -58,7 +58,9 @@ class GossipPlane:
         self._flush()
 
     def unicast(self, channel: str, dst: PeerName, payload: bytes) -> None:
-        hop = self.topology.next_hop(dst)
+        """To ``dst`` directly when connected to it (also before the link's data path is
+        confirmed: the overlay's own reports need that), else along the unicast route."""
+        hop = dst if dst in self.active else self.topology.next_hop(dst)
         if hop is not None:
             msg = GossipMessage(channel, self.config.name, dst, payload)
             self._send(self.active[hop], MessageTag.GOSSIP_UNICAST,

@@ -3,7 +3,8 @@
 ``Connections`` lists every live connection, then every target not served by one:
 
 * established connection: state ``established`` (``pending`` while the data path is not
-  confirmed), info ``"{overlay:<6} {name}({nick})"`` with overlay ``none`` for now;
+  confirmed), info ``"{overlay:<6} {name}({nick})"`` with overlay ``fastdp``, ``sleeve`` or
+  ``none`` (not yet decided); attributes ``mtu`` and, when not on fastdp, ``fastdp`` (why);
 * connection still in its handshake: outbound ones show their target's ``connecting`` /
   ``retrying``; inbound ones are ``pending`` with info "handshake in progress";
 * target without a connection: ``connecting`` (info empty), ``retrying`` (info: the last
@@ -19,7 +20,6 @@ from weave_cli.router.peer import PeerName
 if TYPE_CHECKING:
     from weave_cli.router.mesh import MeshCore
 
-OVERLAY = "none"
 UNKNOWN = str(PeerName(0))
 
 
@@ -70,7 +70,7 @@ def _connections(core: MeshCore, now: float, wall: float | None) -> list[dict[st
             served.add(target.key)
         if c.remote is not None:
             state = "established" if c.data_path_confirmed else "pending"
-            info = f"{OVERLAY:<6} {c.remote.name}({c.remote.nickname})"
+            info = f"{c.overlay:<6} {c.remote.name}({c.remote.nickname})"
         elif target is not None and c.outbound:
             state, info = target.state(), target.info(now, wall)
             state = "connecting" if state == "connected" else state

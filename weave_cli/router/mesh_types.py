@@ -30,6 +30,9 @@ class MeshConfig:
     protocol: ProtocolSettings = ProtocolSettings()
     retry_initial: float = 2.0
     retry_max: float = 60.0
+    # True when an overlay runs and confirms each link's data path (the router as root); the
+    # pure tests and a router that manages no data path leave links confirmed at handshake.
+    confirm_data_path: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,11 @@ class Conn:
     conn_uid: int = 0
     established_at: float | None = None
     superseded: bool = False  # closed as a duplicate: its target is satisfied by the survivor
-    data_path_confirmed: bool = True  # hook: the overlay will confirm the data path later
-    extra: dict[str, str] = field(default_factory=dict)
+    # Set by the overlay (``MeshCore.set_overlay``): until the data path to the peer is
+    # confirmed the connection shows as pending and is left out of the routes.
+    data_path_confirmed: bool = True
+    overlay: str = "none"  # "fastdp", "sleeve" or "none": what carries this link's traffic
+    extra: dict[str, object] = field(default_factory=dict)  # status attributes, e.g. mtu
 
     @property
     def address_text(self) -> str:

@@ -1,0 +1,218 @@
+"""The overlay task: one asyncio task that owns the link table and drives both transports.
+
+Every ``interval`` (0.5 s, the heartbeat interval) one step:
+
+1. takes in what arrived since the last step (``inbox``: fastdp heartbeats from the packet
+   socket's reader, sleeve ``heard``/``pmtu`` events, reports from neighbours via the
+   ``overlay`` channel) — producers only append there, so only this task touches the table;
+2. reads the mesh in one query (neighbours and their addresses, routes, reachable peers, the
+   MAC table), and in the same query hands the mesh this step's link verdicts
+   (``set_overlay``: mode, mtu, reason, confirmed) and our reports to each neighbour;
+3. sends a fastdp heartbeat to every neighbour (unless fastdp is off);
+4. re-plans forwarding (``overlay/plan.py``) and, when it differs from what the kernel holds,
+   applies the difference in a worker thread; the kernel is re-read every ``REREAD`` seconds
+   so entries deleted behind our back come back;
+5. sends the sleeve forwarder its config when it changed.
+
+Local MACs are read from the bridge every ``MAC_SCAN`` seconds and published on the channel.
+The task never dies of a kernel error: it logs once per distinct error and goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from weave_cli.errors import WeaveError
+from weave_cli.overlay import plan
+from weave_cli.overlay.channel import CHANNEL, OverlayChannel, encode_report, mac_bytes, mac_text
+from weave_cli.overlay.links import LinkSettings, LinkState, LinkTable, PeerReport
+from weave_cli.router.driver import MeshDriver
+from weave_cli.router.mesh import MeshCore
+from weave_cli.router.peer import PeerName
+
+REREAD = 5.0
+MAC_SCAN = 1.0
+REPORT_EVERY = 1.0
+log = logging.getLogger("weave.overlay")
+
+
+class Sleeve(Protocol):
+    def send_config(self, cfg: dict[str, Any]) -> None: ...
+
+    def events(self) -> AsyncIterator[dict[str, Any]]: ...
+
+
+class OverlayService:
+    def __init__(self, driver: MeshDriver, channel: OverlayChannel, settings: LinkSettings,
+                 *, router_ns: str | None = None, mesh_port: int = 6783,
+                 sleeve: Sleeve | None = None, heartbeats: Any = None) -> None:
+        self.driver, self.channel, self.settings = driver, channel, settings
+        self.router_ns, self.mesh_port = router_ns, mesh_port
+        self.sleeve, self.heartbeats = sleeve, heartbeats
+        self.links = LinkTable(settings)
+        self.inbox: deque[tuple[str, PeerName, Any]] = deque(maxlen=100_000)
+        self.kernel: plan.Forwarding | None = None
+        self._kernel_at = float("-inf")
+        self._macs_at = float("-inf")
+        self._reported: dict[PeerName, tuple[PeerReport, float]] = {}
+        self._sleeve_cfg: dict[str, Any] | None = None
+        self._last_error: str | None = None
+
+    # -- producers (callbacks in the event loop; they only append) -----------------------------
+
+    def fastdp_heard(self, peer: PeerName) -> None:
+        self.inbox.append(("fastdp", peer, None))
+
+    def report_received(self, peer: PeerName, report: PeerReport) -> None:
+        self.inbox.append(("report", peer, report))
+
+    async def _sleeve_events(self) -> None:
+        assert self.sleeve is not None
+        async for event in self.sleeve.events():
+            try:
+                peer = PeerName.parse(str(event.get("peer", "")))
+            except ValueError:
+                continue
+            if event.get("ev") == "heard":
+                self.inbox.append(("sleeve", peer, None))
+            elif event.get("ev") == "pmtu" and isinstance(event.get("mtu"), int):
+                self.inbox.append(("pmtu", peer, event["mtu"]))
+
+    # -- the task -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        listener = asyncio.ensure_future(self._sleeve_events()) if self.sleeve else None
+        try:
+            while True:
+                try:
+                    await self.step()
+                except WeaveError as err:
+                    self._failed(str(err))
+                except Exception as err:  # noqa: BLE001 - a bug costs a step, not the router
+                    log.debug("overlay step failed", exc_info=True)
+                    self._failed(f"unexpected {type(err).__name__}: {err}")
+                await asyncio.sleep(self.settings.heartbeat_interval)
+        finally:
+            if listener is not None:
+                listener.cancel()
+
+    def _failed(self, message: str) -> None:
+        if message != self._last_error:
+            log.warning("overlay: %s", message)
+        self._last_error = message
+
+    async def step(self) -> None:
+        now = asyncio.get_running_loop().time()
+        self._drain(now)
+        if now - self._macs_at >= MAC_SCAN:
+            self._macs_at = now
+            await self._publish_local_macs()
+        states = self.links.tick(now)
+        if states:
+            for peer, state in states.items():
+                log.info("link to %s: %s%s", peer, state.mode,
+                         f" ({state.reason})" if state.reason else "")
+        reports = self._reports_due(now)
+        snapshot = await self.driver.query(
+            lambda core, t: self._exchange(core, t, self.links.states(), reports))
+        neighbours, routes, owner_of = snapshot
+        self.links.set_neighbours(neighbours, now)
+        if self.heartbeats is not None:
+            self.heartbeats.poll()
+            self.heartbeats.send(neighbours)
+        link_modes = {p: (s.mode, neighbours[p]) for p, s in self.links.states().items()
+                      if p in neighbours}
+        wanted = plan.forwarding(link_modes, owner_of, set(routes))
+        await self._apply(wanted, now)
+        if self.sleeve is not None:
+            cfg = plan.sleeve_config(self.channel.local, link_modes, routes, owner_of,
+                                     self.mesh_port)
+            if cfg != self._sleeve_cfg:
+                self.sleeve.send_config(cfg)
+                self._sleeve_cfg = cfg
+
+    def _drain(self, now: float) -> None:
+        while self.inbox:
+            kind, peer, value = self.inbox.popleft()
+            if kind == "report":
+                self.links.peer_report(peer, value, now)
+            elif kind == "pmtu":
+                self.links.sleeve_mtu(peer, value)
+            else:
+                self.links.heard(peer, kind, now)  # type: ignore[arg-type]
+
+    def _reports_due(self, now: float) -> dict[PeerName, bytes]:
+        due = {}
+        for peer in self.links.neighbours():
+            report = self.links.our_report(peer, now)
+            last = self._reported.get(peer)
+            if last is None or last[0] != report or now - last[1] >= REPORT_EVERY:
+                self._reported[peer] = (report, now)
+                due[peer] = encode_report(report)
+        for gone in [p for p in self._reported if p not in self.links.neighbours()]:
+            del self._reported[gone]
+        return due
+
+    def _exchange(self, core: MeshCore, now: float, states: dict[PeerName, LinkState],
+                  reports: dict[PeerName, bytes]) -> tuple[dict[PeerName, str],
+                                                          dict[PeerName, PeerName],
+                                                          dict[str, PeerName]]:
+        """Runs inside the mesh task: verdicts and reports in, a snapshot out."""
+        for peer, state in states.items():
+            attrs: dict[str, object] = {}
+            if state.mtu is not None:
+                attrs["mtu"] = state.mtu
+            if state.reason:
+                attrs["fastdp"] = state.reason
+            core.set_overlay(peer, state.mode, state.confirmed, attrs, now)
+        for peer, payload in reports.items():
+            core.unicast(CHANNEL, peer, payload)
+        routes = dict(core.topology.unicast_routes())
+        reachable = set(routes) | {core.config.name}
+        self.channel.forget(set(core.topology.entries))
+        owner_of = {mac_text(m): p for m, p in self.channel.owner_of().items() if p in reachable}
+        return core.neighbours(), routes, owner_of
+
+    async def _publish_local_macs(self) -> None:
+        from weave_cli.net import fdb
+        from weave_cli.net.netns import open_ipr
+
+        def scan() -> list[str]:
+            with open_ipr(self.router_ns) as ipr:
+                return fdb.local_macs(ipr)
+
+        macs = [mac_bytes(m) for m in await asyncio.to_thread(scan)]
+        wall = time.time()
+
+        def publish(core: MeshCore, _now: float) -> None:
+            payload = self.channel.set_local(macs, wall)
+            if payload is not None:
+                core.broadcast(CHANNEL, payload)
+
+        await self.driver.query(publish)
+
+    async def _apply(self, wanted: plan.Forwarding, now: float) -> None:
+        from weave_cli.net import fdb
+        from weave_cli.net.netns import open_ipr
+
+        reread = self.kernel is None or now - self._kernel_at >= REREAD
+        if not reread and self.kernel == wanted:
+            return
+
+        def work() -> plan.Forwarding:
+            with open_ipr(self.router_ns) as ipr:
+                current = fdb.read(ipr) if reread or self.kernel is None else self.kernel
+                changes = plan.diff(current, wanted)
+                if changes:
+                    fdb.apply(ipr, changes)
+                    return fdb.read(ipr)
+                return current
+
+        self.kernel = await asyncio.to_thread(work)
+        if reread:
+            self._kernel_at = now
