@@ -68,3 +68,42 @@ def test_keeper_survives_a_failing_pass(make_ns: MakeNs, caplog: pytest.LogCaptu
     warnings = [r.message for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "not a bridge" in warnings[0]  # logged once, not every pass
     assert any("created bridge weave" in r.message for r in caplog.records)
+
+
+def test_keeper_keeps_the_overlay_devices_and_restores_exposed_addresses(make_ns: MakeNs) -> None:
+    from weave_cli.net.overlay import OverlaySpec
+
+    r = make_ns("r")
+    keeper = DatapathKeeper(ns_path(r), mtu=1450, interval=0.3,
+                            overlay_spec=OverlaySpec(1450, fastdp=True))
+
+    async def exposed() -> list[str]:
+        return ["10.32.0.7/12"]
+
+    keeper.exposed = exposed
+
+    async def scenario() -> None:
+        assert await keeper.ensure_once()
+        details = in_ns(r, "ip", "-d", "link", "show", "weave-vxlan").stdout
+        assert "vxlan id 22358" in details and "dstport 6784" in details
+        assert "nolearning" in details and "master weave" in details
+        port = in_ns(r, "bridge", "-d", "link", "show", "dev", "weave-vxlan").stdout
+        assert "learning off" in port and "isolated on" in port
+        assert "vxlan id 22359" in in_ns(r, "ip", "-d", "link", "show", "weave-vxhb").stdout
+        task = asyncio.ensure_future(keeper.run(first_delay=keeper.interval))
+        try:
+            in_ns(r, "ip", "link", "del", "weave")
+            await until(lambda: "10.32.0.7/12" in in_ns(
+                r, "ip", "addr", "show", "weave", check=False).stdout, timeout=5)
+            await until(lambda: "master weave" in in_ns(
+                r, "ip", "link", "show", "weave-vxlan").stdout, timeout=5)
+            in_ns(r, "ip", "link", "del", "weave-vxhb")
+            await until(has(r, "ip", "link", "show", "weave-vxhb"), timeout=5)
+        finally:
+            task.cancel()
+
+    asyncio.run(scenario())
+    # with fastdp turned off the VXLAN devices go (no plaintext VXLAN device is left around)
+    keeper.overlay_spec = OverlaySpec(1450, fastdp=False)
+    assert asyncio.run(keeper.ensure_once())
+    assert in_ns(r, "ip", "link", "show", "weave-vxlan", check=False).returncode != 0

@@ -20,6 +20,9 @@ too), tries every step even when one fails, and then reports what failed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from ipaddress import IPv4Interface
+
 from weave_cli.names import BRIDGE, NFT_FAMILY, NFT_TABLE, VETH_HOST_PREFIX
 from weave_cli.net import bridge, firewall, links, overlay
 from weave_cli.net.bridge import DEFAULT_MTU, BridgeSpec
@@ -29,19 +32,26 @@ from weave_cli.net.overlay import OverlaySpec
 
 
 def ensure(router_ns: str | None = None, mtu: int = DEFAULT_MTU,
-           overlay_spec: OverlaySpec | None = None) -> list[str]:
+           overlay_spec: OverlaySpec | None = None, exposed: Sequence[str] = ()) -> list[str]:
     """Bridge, ports, overlay devices, nft table and iptables rules as desired; one line per
-    repair. Without ``overlay_spec`` the overlay devices are left as they are."""
+    repair. Without ``overlay_spec`` the overlay devices are left as they are. ``exposed`` are
+    the host's addresses IPAM holds for ``weave expose``: a bridge made anew (it was deleted)
+    gets them back; an existing bridge's addresses are left to expose and hide."""
     with open_ipr(router_ns) as ipr:
+        existed = links.get_link(ipr, BRIDGE) is not None
         repairs = bridge.ensure(ipr, BridgeSpec(BRIDGE, mtu))
         br = bridge.require(ipr)
+        if not existed and exposed:
+            for cidr in exposed:
+                links.add_addr(ipr, br, IPv4Interface(cidr))
+            repairs.append(f"bridge {BRIDGE}: exposed {' '.join(exposed)} again")
         if overlay_spec is not None:
             repairs += overlay.ensure(ipr, br, overlay_spec)
-        exposed = links.ipv4_addrs(ipr, br.index)
+        exposed_now = links.ipv4_addrs(ipr, br.index)
     failed = []
     # Independent steps: without nft (an iptables-only host) the Docker rules still matter.
     try:
-        repairs += firewall.ensure_table(router_ns, exposed)
+        repairs += firewall.ensure_table(router_ns, exposed_now)
     except DatapathError as err:
         failed.append(err.message)
     try:

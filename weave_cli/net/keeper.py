@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 
 from weave_cli.errors import WeaveError
 from weave_cli.net.bridge import DEFAULT_MTU
@@ -39,6 +40,9 @@ class DatapathKeeper:
     ) -> None:
         self.router_ns, self.mtu, self.interval = router_ns, mtu, interval
         self.overlay_spec = overlay_spec
+        # The CIDRs IPAM holds for `weave expose` (set by the router when IPAM runs), so a
+        # deleted bridge comes back with the host's addresses.
+        self.exposed: Callable[[], Awaitable[list[str]]] | None = None
         self.passes = 0
         self.last_error: str | None = None
 
@@ -48,8 +52,9 @@ class DatapathKeeper:
 
         self.passes += 1
         try:
+            exposed = await self.exposed() if self.exposed is not None else []
             repairs = await asyncio.to_thread(
-                datapath.ensure, self.router_ns, self.mtu, self.overlay_spec)
+                datapath.ensure, self.router_ns, self.mtu, self.overlay_spec, exposed)
         except WeaveError as err:
             self._failed(str(err))
             return False
