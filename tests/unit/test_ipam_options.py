@@ -61,6 +61,7 @@ def test_routes_are_read_from_proc_without_the_default_route(tmp_path: Path) -> 
         "eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
         "eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
         "eth1\t0000200A\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n"
+        "weave\t0000200A\t00000000\t0001\t0\t0\t0\t0000F0FF\t0\t0\t0\n"  # expose's: ours
     )
     routes = options.host_routes(route)
     assert [str(r) for r in routes] == ["192.0.2.0/24", "10.32.0.0/16"]

@@ -15,6 +15,7 @@ from pathlib import Path
 from weave_cli.errors import UsageError
 from weave_cli.ipam.address import CIDR
 from weave_cli.ipam.allocator_wire import Consensus, InitMode, Observer, Seed
+from weave_cli.names import BRIDGE
 from weave_cli.router.peer import PeerName
 
 DEFAULT_RANGE = "10.32.0.0/12"
@@ -82,7 +83,9 @@ def check_options(
 
 
 def host_routes(proc_route: Path = Path("/proc/net/route")) -> list[CIDR]:
-    """The IPv4 routes of this network namespace except the default route."""
+    """The IPv4 routes of this network namespace except the default route and the routes
+    through the weave bridge (those are ours: ``expose`` puts the range's route there, and a
+    restarted router must not refuse its own range because of it)."""
     out: list[CIDR] = []
     try:
         lines = proc_route.read_text().splitlines()[1:]
@@ -93,7 +96,7 @@ def host_routes(proc_route: Path = Path("/proc/net/route")) -> list[CIDR]:
         if len(fields) < 8:
             continue
         dest, mask = int(fields[1], 16), int(fields[7], 16)
-        if mask == 0:
+        if mask == 0 or fields[0] == BRIDGE:
             continue
         swap = int.from_bytes(dest.to_bytes(4, "little"), "big")
         prefix = bin(int.from_bytes(mask.to_bytes(4, "little"), "big")).count("1")

@@ -11,7 +11,7 @@ Modules, pure first (docs/datapath.md tells the whole story):
     netns       resolving targets; netlink sockets inside a namespace (setns)        [kernel]
     links       one netlink operation per function (pyroute2), errors translated     [kernel]
     firewall    running nft and iptables in the router's namespace                   [proc]
-    docker      Docker container → pid (docker SDK, imported only for such targets)  [docker]
+    docker      Docker container → pid (Docker API over its socket; SDK only for TLS)  [docker]
     ipamclient  addresses from the router's IPAM (HTTP) and ``obtain`` with give-back [net-io]
     attach      attach / detach with rollback                                        [wiring]
     expose      expose / hide                                                        [wiring]
