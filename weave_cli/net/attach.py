@@ -118,10 +118,7 @@ def _plug(host: IPRoute, br: Link, ref: NetnsRef, ident: str) -> Link:
     finally:
         os.close(fd)
     try:
-        links.set_alias(host, veth, make_alias(ident, ref.path))
-        links.no_ipv6_autoconf(host, veth)
-        links.set_master(host, veth, br)
-        links.set_up(host, veth)
+        links.plug_port(host, veth, make_alias(ident, ref.path), br)
     except BaseException:
         _quietly(lambda: links.delete_link(host, veth))
         raise

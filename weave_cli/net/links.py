@@ -157,6 +157,14 @@ def create_veth(ipr: IPRoute, name: str, mtu: int, peer: str, peer_ns_fd: int) -
     return link
 
 
+def plug_port(ipr: IPRoute, link: Link, alias: str, master: Link) -> None:
+    """Label, IPv6 autoconf off, enslave to ``master`` and up, in one netlink request."""
+    spec = {"attrs": [["AF_INET6", {"attrs": [["IFLA_INET6_ADDR_GEN_MODE", ADDR_GEN_MODE_NONE]]}]]}
+    with kernel(f"cannot plug {link.name} into {master.name}"):
+        ipr.link("set", index=link.index, ifalias=alias, master=master.index, state="up",
+                 IFLA_AF_SPEC=spec)
+
+
 def set_alias(ipr: IPRoute, link: Link, alias: str) -> None:
     with kernel(f"cannot label {link.name}"):
         ipr.link("set", index=link.index, ifalias=alias)
