@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 from weave_cli.errors import WeaveError
@@ -42,18 +42,30 @@ log = logging.getLogger("weave.overlay")
 
 
 class Sleeve(Protocol):
-    def send_config(self, cfg: dict[str, Any]) -> None: ...
+    """The forwarder process as this task uses it (``weave_cli.sleeve.client.SleeveProcess``)."""
 
-    def events(self) -> AsyncIterator[dict[str, Any]]: ...
+    def send_config(self, cfg: Any) -> None: ...
+
+    def events(self) -> AsyncIterator[Any]: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def stop(self) -> None: ...
+
+
+SleeveStarter = Callable[[], Awaitable[Sleeve]]
+RESTART_MIN, RESTART_MAX = 0.5, 10.0
 
 
 class OverlayService:
     def __init__(self, driver: MeshDriver, channel: OverlayChannel, settings: LinkSettings,
                  *, router_ns: str | None = None, mesh_port: int = 6783,
-                 sleeve: Sleeve | None = None, heartbeats: Any = None) -> None:
+                 sleeve: Sleeve | None = None, start_sleeve: SleeveStarter | None = None,
+                 heartbeats: Any = None) -> None:
         self.driver, self.channel, self.settings = driver, channel, settings
         self.router_ns, self.mesh_port = router_ns, mesh_port
-        self.sleeve, self.heartbeats = sleeve, heartbeats
+        self.sleeve, self.start_sleeve, self.heartbeats = sleeve, start_sleeve, heartbeats
         self.links = LinkTable(settings)
         self.inbox: deque[tuple[str, PeerName, Any]] = deque(maxlen=100_000)
         self.kernel: plan.Forwarding | None = None
@@ -62,6 +74,7 @@ class OverlayService:
         self._reported: dict[PeerName, tuple[PeerReport, float]] = {}
         self._sleeve_cfg: dict[str, Any] | None = None
         self._last_error: str | None = None
+        self._logged: dict[PeerName, str] = {}
 
     # -- producers (callbacks in the event loop; they only append) -----------------------------
 
@@ -72,21 +85,48 @@ class OverlayService:
         self.inbox.append(("report", peer, report))
 
     async def _sleeve_events(self) -> None:
-        assert self.sleeve is not None
-        async for event in self.sleeve.events():
-            try:
-                peer = PeerName.parse(str(event.get("peer", "")))
-            except ValueError:
-                continue
-            if event.get("ev") == "heard":
-                self.inbox.append(("sleeve", peer, None))
-            elif event.get("ev") == "pmtu" and isinstance(event.get("mtu"), int):
-                self.inbox.append(("pmtu", peer, event["mtu"]))
+        """Read the forwarder's events; when it exits, start a new one (with backoff)."""
+        delay = RESTART_MIN
+        while True:
+            if self.sleeve is None:
+                assert self.start_sleeve is not None
+                try:
+                    self.sleeve = await self.start_sleeve()
+                    self._sleeve_cfg = None  # the new process has no config yet
+                    log.info("sleeve forwarder started again")
+                    delay = RESTART_MIN
+                except WeaveError as err:
+                    self._failed(f"sleeve forwarder: {err}")
+                    await asyncio.sleep(delay)
+                    delay = min(RESTART_MAX, delay * 2)
+                    continue
+            async for event in self.sleeve.events():
+                self._sleeve_event(event)
+            log.warning("sleeve forwarder exited (code %s)", self.sleeve.returncode)
+            await self.sleeve.stop()
+            if self.start_sleeve is None:
+                return
+            self.sleeve = None
+            await asyncio.sleep(delay)
+
+    def _sleeve_event(self, event: Any) -> None:
+        from weave_cli.sleeve import control
+
+        try:
+            peer = PeerName.parse(event.peer)
+        except (AttributeError, ValueError):
+            return
+        if isinstance(event, control.Heard):
+            self.inbox.append(("sleeve", peer, None))
+        elif isinstance(event, control.Pmtu):
+            self.inbox.append(("pmtu", peer, event.mtu))
 
     # -- the task -------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        listener = asyncio.ensure_future(self._sleeve_events()) if self.sleeve else None
+        listener = None
+        if self.sleeve is not None or self.start_sleeve is not None:
+            listener = asyncio.ensure_future(self._sleeve_events())
         try:
             while True:
                 try:
@@ -112,9 +152,9 @@ class OverlayService:
         if now - self._macs_at >= MAC_SCAN:
             self._macs_at = now
             await self._publish_local_macs()
-        states = self.links.tick(now)
-        if states:
-            for peer, state in states.items():
+        for peer, state in self.links.tick(now).items():
+            if self._logged.get(peer) != state.mode:
+                self._logged[peer] = state.mode
                 log.info("link to %s: %s%s", peer, state.mode,
                          f" ({state.reason})" if state.reason else "")
         reports = self._reports_due(now)
@@ -129,11 +169,11 @@ class OverlayService:
                       if p in neighbours}
         wanted = plan.forwarding(link_modes, owner_of, set(routes))
         await self._apply(wanted, now)
-        if self.sleeve is not None:
+        if self.sleeve is not None and self.sleeve.returncode is None:
             cfg = plan.sleeve_config(self.channel.local, link_modes, routes, owner_of,
                                      self.mesh_port)
             if cfg != self._sleeve_cfg:
-                self.sleeve.send_config(cfg)
+                self.sleeve.send_config(_as_config(cfg))
                 self._sleeve_cfg = cfg
 
     def _drain(self, now: float) -> None:
@@ -216,3 +256,15 @@ class OverlayService:
         self.kernel = await asyncio.to_thread(work)
         if reread:
             self._kernel_at = now
+
+
+def _as_config(cfg: dict[str, Any]) -> Any:
+    from weave_cli.sleeve.control import SleeveConfig
+
+    return SleeveConfig(
+        local=cfg["local"],
+        neighbours={p: (a[0], a[1]) for p, a in cfg["neighbours"].items()},
+        routes=dict(cfg["routes"]),
+        sleeve_peers=frozenset(cfg["sleeve_peers"]),
+        macs=dict(cfg["macs"]),
+    )

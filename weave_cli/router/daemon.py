@@ -31,22 +31,19 @@ from weave_cli.ipam.channel import IPAMChannel
 from weave_cli.ipam.service import IPAMService
 from weave_cli.ipam.setup import open_ipam
 from weave_cli.ipam.store import IPAMStore
-from weave_cli.names import Paths
-from weave_cli.net.heartbeat import FastdpHeartbeats
+from weave_cli.names import EXPOSE_IDENT, Paths
 from weave_cli.net.keeper import DatapathKeeper
 from weave_cli.net.keeper import for_router as datapath_keeper
 from weave_cli.net.overlay import OverlaySpec
-from weave_cli.overlay.channel import CHANNEL as OVERLAY_CHANNEL
-from weave_cli.overlay.channel import OverlayChannel
-from weave_cli.overlay.links import LinkSettings
 from weave_cli.overlay.service import OverlayService
 from weave_cli.router import state
+from weave_cli.router.dataplane import computed_mtu, docker_watcher, start_overlay, stop_overlay
 from weave_cli.router.driver import MeshDriver
 from weave_cli.router.http_api import Handlers, build_app
 from weave_cli.router.http_ipam import IPAMRoutes
 from weave_cli.router.mesh import MeshConfig, MeshCore
 from weave_cli.router.mesh_port import DriverMeshPort
-from weave_cli.router.peer import PeerName, random_uid
+from weave_cli.router.peer import random_uid
 from weave_cli.router.protocol import ProtocolSettings
 from weave_cli.router.supervisor import EXIT_NO_RESTART
 
@@ -67,8 +64,6 @@ class Router:
         self.paths, self.cfg, self.rng = paths, cfg, rng
         self.keeper = keeper  # None: this router manages no data path (not root)
         self.overlay: OverlayService | None = None
-        self.sleeve: Any = None
-        self.heartbeats: FastdpHeartbeats | None = None
         self.ready = False
         self.runners: list[web.AppRunner] = []
         self.driver: MeshDriver | None = None
@@ -141,37 +136,12 @@ class Router:
                 IPAM_CHANNEL, IPAMChannel(lambda: service.published, service.deliver)
             )
         if self.keeper is not None:
-            await self._start_overlay(core, name)
+            self.overlay = await start_overlay(self.driver, core, name, self.cfg, self.keeper)
         await self.driver.start()
         log.info("Communication between peers is unencrypted.")
         log.info("Our name is %s(%s)", name, nickname)
         await self._serve_http()
         self.ready = True
-
-    async def _start_overlay(self, core: MeshCore, name: PeerName) -> None:
-        """The sleeve forwarder, fastdp heartbeats and the overlay task (docs/datapath.md)."""
-        assert self.keeper is not None and self.keeper.overlay_spec is not None and self.driver
-        spec = self.keeper.overlay_spec
-        try:
-            from weave_cli.sleeve.client import SleeveProcess
-
-            sleeve = SleeveProcess(port=self.cfg.port, host=self.cfg.host)
-            await sleeve.start()
-            self.sleeve = sleeve
-        except (ImportError, WeaveError) as err:  # e.g. no /dev/net/tun: fastdp links only
-            log.warning("sleeve unavailable: %s", err)
-        await self.keeper.ensure_once()  # plug the forwarder's TAP into the bridge
-        settings = LinkSettings(fastdp_enabled=spec.fastdp, fastdp_port=spec.vxlan_port,
-                                fastdp_mtu=spec.mtu)
-        reports: list[OverlayService] = []
-        channel = OverlayChannel(name, lambda peer, rep: reports[0].report_received(peer, rep))
-        if spec.fastdp:
-            self.heartbeats = FastdpHeartbeats(name, spec.vxlan_port, spec.mtu,
-                                               lambda peer: reports[0].fastdp_heard(peer))
-        self.overlay = OverlayService(self.driver, channel, settings, mesh_port=self.cfg.port,
-                                      sleeve=self.sleeve, heartbeats=self.heartbeats)
-        reports.append(self.overlay)
-        core.register_channel(OVERLAY_CHANNEL, channel)
 
     async def _serve_http(self) -> None:
         handlers = Handlers(self.report, self.connect, self.forget, IPAMRoutes(self.ipam))
@@ -211,10 +181,8 @@ class Router:
             await runner.cleanup()
         if self.driver is not None:
             await self.driver.shutdown()
-        if self.heartbeats is not None:
-            self.heartbeats.close()
-        if self.sleeve is not None:
-            await self.sleeve.stop()
+        if self.overlay is not None:
+            await stop_overlay(self.overlay)
         if self.ipam_store is not None:
             self.ipam_store.close()
 
@@ -243,7 +211,15 @@ async def serve(paths: Paths, cfg: LaunchConfig) -> int:
     owners = {asyncio.ensure_future(router.driver.run())}
     if router.ipam is not None:
         owners.add(asyncio.ensure_future(router.ipam.run()))
+        owners.add(asyncio.ensure_future(docker_watcher(router.ipam).run()))
     if keeper is not None:
+        if router.ipam is not None:  # only now: the IPAM task answers queries from here on
+            ipam = router.ipam
+
+            async def exposed() -> list[str]:
+                return (await ipam.owned()).get(EXPOSE_IDENT, [])
+
+            keeper.exposed = exposed
         owners.add(asyncio.ensure_future(keeper.run(first_delay=keeper.interval)))
     if router.overlay is not None:
         owners.add(asyncio.ensure_future(router.overlay.run()))
@@ -259,14 +235,6 @@ async def serve(paths: Paths, cfg: LaunchConfig) -> int:
     for task in owners:
         task.cancel()
     return 1 if failures else 0
-
-
-def computed_mtu(peers: list[str]) -> int:
-    from weave_cli.net.mtu import overlay_mtu, underlay_mtu
-    from weave_cli.net.netns import open_ipr
-
-    with open_ipr(None) as ipr:
-        return overlay_mtu(underlay_mtu(ipr, peers))
 
 
 def main(paths: Paths) -> int:
