@@ -161,7 +161,7 @@ complete -c weave -n '__weave_at \'lab\' 0' -a kill -d 'SIGKILL HOST\'s router a
 complete -c weave -n '__weave_at \'lab\' 0' -a restart -d 'Stop HOST\'s router and start it again with the command \'lab up\' used; waits...'
 complete -c weave -n '__weave_at \'lab\' 0' -a partition -d 'Drop traffic between HOST1 and HOST2 on the underlay switch (both...'
 complete -c weave -n '__weave_at \'lab\' 0' -a heal -d 'Remove the partition between HOST1 and HOST2, or every partition with no...'
-complete -c weave -n '__weave_at \'lab\' 0' -a demo -d 'A short tour: 3 hosts, launch and join, \'weave status\' from h1; then remove...'
+complete -c weave -n '__weave_at \'lab\' 0' -a demo -d 'A short tour: 3 hosts, launch and join, \'weave status\' from h1, then a...'
 complete -c weave -n '__weave_at \'lab\'' -l help -d 'Show this message and exit.'
 complete -c weave -n '__weave_at \'lab up\'' -l hosts -r -d 'Number of hosts (h1..hN).'
 complete -c weave -n '__weave_at \'lab up\'' -l name -r -d 'Lab name: 1-8 of [a-z0-9].'

@@ -178,17 +178,37 @@ def partition(
     host1: HostArg,
     host2: HostArg,
     name: NameOpt = DEFAULT_LAB,
-    tcp_only: Annotated[bool, typer.Option("--tcp-only", help="Drop only TCP.")] = False,
-    udp_only: Annotated[bool, typer.Option("--udp-only", help="Drop only UDP.")] = False,
+    mode: Annotated[
+        Optional[str],
+        typer.Option("--mode", help="Which protocol to drop: all (default), tcp or udp.",
+                     show_default=False, metavar="all|tcp|udp"),
+    ] = None,
+    port: Annotated[
+        Optional[int],
+        typer.Option("--port", help="Drop only packets from or to this port (needs --mode tcp "
+                     "or udp); e.g. --mode udp --port 6784 blocks fastdp.", show_default=False),
+    ] = None,
+    max_size: Annotated[
+        Optional[int],
+        typer.Option("--max-size", help="Drop only packets whose IP length is above this many "
+                     "bytes; e.g. --mode udp --max-size 700.", show_default=False),
+    ] = None,
+    tcp_only: Annotated[bool, typer.Option("--tcp-only", help="Same as --mode tcp.")] = False,
+    udp_only: Annotated[bool, typer.Option("--udp-only", help="Same as --mode udp.")] = False,
 ) -> None:
-    """Drop traffic between HOST1 and HOST2 on the underlay switch (both directions)."""
-    from weave_cli.lab import ops
+    """Drop traffic between HOST1 and HOST2 on the underlay switch (both directions); all of
+    it, or only one protocol, port or packet size. Replaces the pair's earlier partition."""
+    from weave_cli.lab import ops, rules
 
     lab = _lab(name)
     if tcp_only and udp_only:
         raise LabError("--tcp-only and --udp-only exclude each other", "give at most one")
-    mode = "tcp" if tcp_only else "udp" if udp_only else "all"
-    ops.partition(lab, host1, host2, mode)
+    short = "tcp" if tcp_only else "udp" if udp_only else None
+    if short is not None and mode is not None and mode != short:
+        raise LabError(f"--{short}-only and --mode {mode} contradict each other",
+                       f"give one of them, e.g. --mode {short}")
+    fault = rules.fault(mode or short or "all", port, max_size)
+    ops.partition(lab, host1, host2, fault)
 
 
 @app.command()
@@ -207,11 +227,13 @@ def heal(
 def demo(
     keep: Annotated[bool, typer.Option("--keep", help="Leave the demo lab running.")] = False,
 ) -> None:
-    """A short tour: 3 hosts, launch and join, 'weave status' from h1; then remove the lab."""
+    """A short tour: 3 hosts, launch and join, 'weave status' from h1, then a container on h1
+    reaching one on h2; then remove the lab. Exits 1 when traffic did not cross the hosts."""
     from weave_cli.lab import demo as tour
 
     _lab(tour.DEMO_LAB)
-    tour.run(keep)
+    if not tour.run(keep):
+        raise typer.Exit(1)
 
 
 def _table(rows: list[list[str]]) -> None:

@@ -99,12 +99,19 @@ def restart(name: str, host_name: str) -> None:
         routers.restart(lab, build.find_host(lab, host_name))
 
 
-def partition(name: str, a: str, b: str, mode: str) -> None:
-    """Drop traffic between two hosts on the switch (``mode``: all, tcp or udp)."""
+def partition(name: str, a: str, b: str, mode: str | rules.Fault) -> None:
+    """Drop traffic between two hosts on the switch, both ways, replacing the pair's old fault.
+
+    ``mode`` is a ``rules.Fault`` (which packets: a protocol, a port, a size limit) or its spec
+    (``all``, ``tcp``, ``udp``, ``udp/6784``, ``udp>700``; see ``weave_cli.lab.rules``).
+    """
     lab = Lab(name)
+    fault = mode if isinstance(mode, rules.Fault) else rules.parse_spec(mode)
+    if fault is None:
+        raise LabError(f"invalid partition spec {mode!r}", "e.g. all, tcp, udp/6784, udp>700")
     with system.locked(lab.lock_file):
         first, second = _pair(lab, a, b)
-        _nft(lab, rules.partition_script(first, second, mode, _rules(lab)))
+        _nft(lab, rules.partition_script(first, second, fault, _rules(lab)))
 
 
 def heal(name: str, a: str | None, b: str | None) -> None:
@@ -125,7 +132,8 @@ def heal(name: str, a: str | None, b: str | None) -> None:
 
 
 def partitions(name: str) -> list[rules.RuleRef]:
-    """The partitions in force; none when nftables is not installed (none can exist then)."""
+    """The rules of the partitions in force (``mode`` is each one's spec); none when nftables
+    is not installed (none can exist then)."""
     if shutil.which("nft") is None and not Path("/usr/sbin/nft").exists():
         return []
     return _rules(Lab(name))
