@@ -14,8 +14,8 @@ _weave_commands() {
 _weave_options() {
     case "$1" in
         "") echo "--install-completion --show-completion --help" ;;
-        "launch") echo "--name --nickname --port --conn-limit --no-discovery --resume --no-restart --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --no-fastdp --mtu --help" ;;
-        "join") echo "--name --nickname --port --conn-limit --no-discovery --no-restart --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --no-fastdp --mtu --help" ;;
+        "launch") echo "--name --nickname --port --conn-limit --no-discovery --resume --no-restart --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --no-fastdp --mtu --password --password-file --trusted-subnets --help" ;;
+        "join") echo "--name --nickname --port --conn-limit --no-discovery --no-restart --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --no-fastdp --mtu --password --password-file --trusted-subnets --help" ;;
         "connect") echo "--replace --help" ;;
         "forget") echo "--help" ;;
         "status") echo "--help" ;;
@@ -47,8 +47,8 @@ _weave_options() {
 
 _weave_valued() {
     case "$1" in
-        "launch") echo "--name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --mtu" ;;
-        "join") echo "--name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --mtu" ;;
+        "launch") echo "--name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --mtu --password --password-file --trusted-subnets" ;;
+        "join") echo "--name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --mtu --password --password-file --trusted-subnets" ;;
         "report") echo "-f --format" ;;
         "lab up") echo "--hosts --name" ;;
         "lab down") echo "--name" ;;

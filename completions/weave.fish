@@ -15,9 +15,9 @@ end
 function __weave_valued
     switch $argv[1]
         case 'launch'
-            echo --name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --mtu
+            echo --name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --mtu --password --password-file --trusted-subnets
         case 'join'
-            echo --name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --mtu
+            echo --name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --mtu --password --password-file --trusted-subnets
         case 'report'
             echo -f --format
         case 'lab up'
@@ -113,6 +113,9 @@ complete -c weave -n '__weave_at \'launch\'' -l ipalloc-timeout -r -d 'Seconds a
 complete -c weave -n '__weave_at \'launch\'' -l ipam-recover -r -d 'relearn: the IPAM database is lost; keep the peer name and re-learn its ranges.'
 complete -c weave -n '__weave_at \'launch\'' -l no-fastdp -d 'Carry traffic between hosts in the sleeve only (no kernel VXLAN).'
 complete -c weave -n '__weave_at \'launch\'' -l mtu -r -d 'Container MTU; default: the underlay\'s MTU minus 50 (VXLAN overhead).'
+complete -c weave -n '__weave_at \'launch\'' -l password -r -d 'Encrypt the network with this password (visible in the process list: prefer...'
+complete -c weave -n '__weave_at \'launch\'' -l password-file -r -d 'Encrypt the network with the password in this file (mode 0600).'
+complete -c weave -n '__weave_at \'launch\'' -l trusted-subnets -r -d 'CIDR,...: peers here may carry data unencrypted if they trust us too.'
 complete -c weave -n '__weave_at \'launch\'' -l help -d 'Show this message and exit.'
 complete -c weave -n '__weave_at \'join\'' -l name -r -d 'Peer name (MAC format); default: random, then persisted.'
 complete -c weave -n '__weave_at \'join\'' -l nickname -r -d 'Human-readable peer name; default: the host name.'
@@ -131,6 +134,9 @@ complete -c weave -n '__weave_at \'join\'' -l ipalloc-timeout -r -d 'Seconds an 
 complete -c weave -n '__weave_at \'join\'' -l ipam-recover -r -d 'relearn: the IPAM database is lost; keep the peer name and re-learn its ranges.'
 complete -c weave -n '__weave_at \'join\'' -l no-fastdp -d 'Carry traffic between hosts in the sleeve only (no kernel VXLAN).'
 complete -c weave -n '__weave_at \'join\'' -l mtu -r -d 'Container MTU; default: the underlay\'s MTU minus 50 (VXLAN overhead).'
+complete -c weave -n '__weave_at \'join\'' -l password -r -d 'Encrypt the network with this password (visible in the process list: prefer...'
+complete -c weave -n '__weave_at \'join\'' -l password-file -r -d 'Encrypt the network with the password in this file (mode 0600).'
+complete -c weave -n '__weave_at \'join\'' -l trusted-subnets -r -d 'CIDR,...: peers here may carry data unencrypted if they trust us too.'
 complete -c weave -n '__weave_at \'join\'' -l help -d 'Show this message and exit.'
 complete -c weave -n '__weave_at \'connect\'' -l replace -d 'Replace the target list instead of adding to it.'
 complete -c weave -n '__weave_at \'connect\'' -l help -d 'Show this message and exit.'

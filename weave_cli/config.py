@@ -116,6 +116,21 @@ def parse_http_addr(text: str) -> tuple[str, int]:
     return host, parse_port(port)
 
 
+def parse_subnets(cidrs: list[str]) -> list[str]:
+    """``--trusted-subnets`` entries (each may itself be comma-separated) as canonical CIDRs."""
+    out: list[str] = []
+    for text in (part.strip() for item in cidrs for part in item.split(",")):
+        if not text:
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(text, strict=False)))
+        except ValueError:
+            raise UsageError(f"invalid subnet {text!r} in --trusted-subnets",
+                             "give CIDRs separated by commas, e.g. 10.0.0.0/8,192.168.1.0/24"
+                             ) from None
+    return out
+
+
 @dataclass
 class LaunchConfig:
     """Everything the router needs to start; serialised to $WEAVE_RUN_DIR/launch.json (0600)."""
@@ -142,6 +157,9 @@ class LaunchConfig:
     ipam_recover: str | None = None
     no_fastdp: bool = False  # sleeve only: no VXLAN device is made
     mtu: int | None = None  # the overlay MTU; None: underlay MTU minus FASTDP_OVERHEAD
+    # A password was given: it is in Paths.password_file (0600), never in this file.
+    encrypted: bool = False
+    trusted_subnets: list[str] = field(default_factory=list)  # --trusted-subnets, as CIDRs
 
     @property
     def ipam_range(self) -> str:
@@ -183,6 +201,7 @@ class LaunchConfig:
         if self.mtu is not None and not 576 <= self.mtu <= 65485:
             raise UsageError(f"invalid --mtu {self.mtu}",
                              "give the container MTU in bytes, 576..65485 (e.g. --mtu 1410)")
+        self.trusted_subnets = parse_subnets(self.trusted_subnets)
         from weave_cli.ipam.options import check_options
 
         check_options(

@@ -102,6 +102,12 @@ class Paths:
         return self.run_dir / "launch.json"
 
     @property
+    def password_file(self) -> Path:
+        """The mesh password (0600; written by launch, read by the router at every start;
+        never in launch.json, never on a command line)."""
+        return self.run_dir / "password"
+
+    @property
     def log_file(self) -> Path:
         return self.run_dir / "weave.log"
 
@@ -137,6 +143,7 @@ class Paths:
             self.launcher_lock,
             self.router_pidfile,
             self.launch_config,
+            self.password_file,
             self.log_file,
             self.stopping_flag,
         ]

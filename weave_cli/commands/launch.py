@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -20,6 +20,7 @@ from weave_cli.names import Paths
 
 if TYPE_CHECKING:
     from weave_cli.config import LaunchConfig
+    from weave_cli.crypto.secret import Secret
 
 READY_TIMEOUT = 30.0
 
@@ -100,6 +101,22 @@ MtuOpt = Annotated[
     typer.Option("--mtu", envvar="WEAVE_MTU",
                  help="Container MTU; default: the underlay's MTU minus 50 (VXLAN overhead)."),
 ]
+PasswordOpt = Annotated[
+    Optional[str],
+    typer.Option("--password", show_default=False,
+                 help="Encrypt the network with this password (visible in the process list: "
+                 "prefer --password-file or WEAVE_PASSWORD)."),
+]
+PasswordFileOpt = Annotated[
+    Optional[str],
+    typer.Option("--password-file", show_default=False,
+                 help="Encrypt the network with the password in this file (mode 0600)."),
+]
+TrustedSubnetsOpt = Annotated[
+    Optional[str],
+    typer.Option("--trusted-subnets", show_default=False,
+                 help="CIDR,...: peers here may carry data unencrypted if they trust us too."),
+]
 HeartbeatOpt = Annotated[float, typer.Option("--heartbeat-interval", hidden=True)]
 GossipOpt = Annotated[float, typer.Option("--gossip-interval", hidden=True)]
 RetryMaxOpt = Annotated[float, typer.Option("--retry-max", hidden=True)]
@@ -130,6 +147,8 @@ def build_config(
     no_fastdp: bool = False,
     mtu: int | None = None,
     joining: bool = False,
+    encrypted: bool = False,
+    trusted_subnets: str | None = None,
 ) -> LaunchConfig:
     from weave_cli.config import LaunchConfig, parse_port
     from weave_cli.ipam.options import default_init
@@ -159,7 +178,20 @@ def build_config(
         ipam_recover=ipam_recover,
         no_fastdp=no_fastdp,
         mtu=mtu,
+        encrypted=encrypted,
+        trusted_subnets=[trusted_subnets] if trusted_subnets else [],
     ).validate()
+
+
+def take_password(options: dict[str, Any]) -> Secret | None:
+    """Pop --password/--password-file from a command's options and choose the password
+    (warnings go to stderr); sets ``encrypted`` in ``options`` for ``build_config``."""
+    from weave_cli.crypto.password import choose_password
+
+    secret = choose_password(options.pop("password", None), options.pop("password_file", None),
+                             os.environ, lambda text: print(text, file=sys.stderr))
+    options["encrypted"] = secret is not None
+    return secret
 
 
 def running_pid(paths: Paths) -> int | None:
@@ -169,8 +201,9 @@ def running_pid(paths: Paths) -> int | None:
     return state.read_pid(paths.launcher_pidfile) or state.read_pid(paths.router_pidfile)
 
 
-def start_router(cfg: LaunchConfig, paths: Paths) -> str:
-    """Start the router detached, wait until ready, return its peer name."""
+def start_router(cfg: LaunchConfig, paths: Paths, password: Secret | None = None) -> str:
+    """Start the router detached, wait until ready, return its peer name. The password goes
+    to its own 0600 file (removed when there is none, so no stale one is ever used)."""
     from weave_cli.client import RouterClient
     from weave_cli.router import state
 
@@ -183,10 +216,14 @@ def start_router(cfg: LaunchConfig, paths: Paths) -> str:
             "use 'weave connect PEER' to add peers, or 'weave stop' first",
         )
     state.remove_quietly(paths.socket)
+    if password is not None and cfg.encrypted:
+        state.write_atomic(paths.password_file, password.reveal().decode("utf-8"))
+    else:
+        cfg.encrypted = False
+        state.remove_quietly(paths.password_file)
     state.write_atomic(paths.launch_config, cfg.to_json())
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("WEAVE_SUPERVISED", "WEAVE_RESTART_COUNT")
-    }
+    dropped = ("WEAVE_SUPERVISED", "WEAVE_RESTART_COUNT", "WEAVE_PASSWORD")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env["WEAVE_STATE_DIR"], env["WEAVE_RUN_DIR"] = str(paths.state_dir), str(paths.run_dir)
     mode = "supervise" if cfg.restart else "run"
     with open(paths.log_file, "ab") as log:
@@ -254,7 +291,12 @@ def launch(
     ipam_recover: IpamRecoverOpt = None,
     no_fastdp: NoFastdpOpt = False,
     mtu: MtuOpt = None,
+    password: PasswordOpt = None,
+    password_file: PasswordFileOpt = None,
+    trusted_subnets: TrustedSubnetsOpt = None,
 ) -> None:
     """Start the router on this host, optionally connecting to PEERs. Prints the peer name."""
-    cfg = build_config(**locals())
-    print(start_router(cfg, Paths.from_env()))
+    options = dict(locals())
+    secret = take_password(options)
+    cfg = build_config(**options)
+    print(start_router(cfg, Paths.from_env(), secret))

@@ -24,9 +24,12 @@ from weave_cli.commands.launch import (
     NoDiscoveryOpt,
     NoFastdpOpt,
     NoRestartOpt,
+    PasswordFileOpt,
+    PasswordOpt,
     PortOpt,
     RetryMaxOpt,
     StatusAddrOpt,
+    TrustedSubnetsOpt,
 )
 from weave_cli.errors import UsageError
 from weave_cli.names import Paths
@@ -87,15 +90,19 @@ def join(
     ipam_recover: IpamRecoverOpt = None,
     no_fastdp: NoFastdpOpt = False,
     mtu: MtuOpt = None,
+    password: PasswordOpt = None,
+    password_file: PasswordFileOpt = None,
+    trusted_subnets: TrustedSubnetsOpt = None,
 ) -> None:
     """Join the network through PEERs: launch the router with them if none runs, else connect.
     A router launched by join is an IPAM observer: it adopts the existing ring, never seeds one."""
     options = dict(locals(), joining=True)
-    from weave_cli.commands.launch import build_config, running_pid, start_router
+    from weave_cli.commands.launch import build_config, running_pid, start_router, take_password
 
+    secret = take_password(options)
     cfg = build_config(**options)
     paths = Paths.from_env()
     if running_pid(paths) is not None:
-        _post("/connect", cfg.peers)
+        _post("/connect", cfg.peers)  # a running router keeps the password it started with
         return
-    print(start_router(cfg, paths))
+    print(start_router(cfg, paths, secret))

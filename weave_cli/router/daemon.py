@@ -25,6 +25,9 @@ from aiohttp import web
 
 from weave_cli import __version__
 from weave_cli.config import LaunchConfig, parse_http_addr
+from weave_cli.crypto.kdf import password_key
+from weave_cli.crypto.password import load_router_password
+from weave_cli.crypto.secret import Secret
 from weave_cli.errors import WeaveError
 from weave_cli.ipam.channel import CHANNEL as IPAM_CHANNEL
 from weave_cli.ipam.channel import IPAMChannel
@@ -96,7 +99,14 @@ class Router:
         state.save_targets(self.paths, self.cfg.peers)
         return list(self.cfg.peers)
 
+    async def password_key(self) -> Secret | None:
+        """The scrypt key of the password file (one slow derivation per start), or None."""
+        if not self.cfg.encrypted:
+            return None
+        return await asyncio.to_thread(password_key, load_router_password(self.paths.password_file))
+
     async def start(self) -> None:
+        pw_key = await self.password_key()
         peer_existed = self.paths.peer_file.exists()
         name = state.load_or_create_peer_name(self.paths, self.cfg.name, self.rng)
         setup = open_ipam(self.paths, self.cfg, name, self.rng, peer_existed=peer_existed)
@@ -114,6 +124,8 @@ class Router:
             protocol=ProtocolSettings(heartbeat_interval=hb, heartbeat_timeout=4 * hb),
             retry_max=self.cfg.retry_max,
             confirm_data_path=self.keeper is not None,
+            password_key=pw_key,
+            trusted_subnets=tuple(self.cfg.trusted_subnets),
         )
         core = MeshCore(mesh_config, now=loop.time(), rng=self.rng, targets=self.initial_targets())
         self.driver = MeshDriver(
@@ -138,7 +150,8 @@ class Router:
         if self.keeper is not None:
             self.overlay = await start_overlay(self.driver, core, name, self.cfg, self.keeper)
         await self.driver.start()
-        log.info("Communication between peers is unencrypted.")
+        log.info("Communication between peers is %s.",
+                 "encrypted" if pw_key is not None else "unencrypted")
         log.info("Our name is %s(%s)", name, nickname)
         await self._serve_http()
         self.ready = True

@@ -21,12 +21,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from weave_cli.router.mesh import Close, Dial, MeshCore, Send, TargetsChanged
+from weave_cli.router.protocol import AUTH_FAILED
 
 log = logging.getLogger("weave.mesh")
 T = TypeVar("T")
 READ_CHUNK = 256 * 1024
 MAX_WRITE_BUFFER = 32 * 1024 * 1024
 DIAL_TIMEOUT = 10.0
+AUTH_LOG_INTERVAL = 60.0
 
 
 class TokenBucket:
@@ -65,6 +67,7 @@ class MeshDriver:
         self.next_id = 1
         self.loop = asyncio.get_running_loop()
         self.accepts = TokenBucket(20, 0.05, self.loop.time())
+        self.auth_logged: dict[str, float] = {}  # remote host -> when we last logged it
         self.server: asyncio.Server | None = None
 
     # --- inputs -------------------------------------------------------------------------
@@ -190,7 +193,11 @@ class MeshDriver:
                     reason = "send buffer full: peer is not reading"
                     self.submit(functools.partial(self._lost, action.conn, reason))
             elif isinstance(action, Close):
-                self._close(action.conn)
+                # After an auth failure the peer must still read our last frame: FIN, not RST.
+                auth = action.reason.startswith(AUTH_FAILED)
+                if auth:
+                    self._log_auth_failure(action.conn, action.reason)
+                self._close(action.conn, graceful=auth)
             elif isinstance(action, Dial):
                 self._spawn(self._dial(action.target, action.host, action.port))
             elif isinstance(action, TargetsChanged):
@@ -199,14 +206,31 @@ class MeshDriver:
                 except Exception as err:  # persistence must not stop the mesh
                     log.error("cannot persist targets: %s", err)
 
-    def _close(self, cid: int) -> None:
+    def _log_auth_failure(self, cid: int, reason: str) -> None:
+        """One warning per remote address per AUTH_LOG_INTERVAL (the table is bounded), so a
+        peer with the wrong password — or a flood — cannot fill the log."""
+        writer = self.writers.get(cid)
+        peer = writer.get_extra_info("peername") if writer is not None else None
+        host = str(peer[0]) if peer else "?"
+        now = self.loop.time()
+        if now < self.auth_logged.get(host, -AUTH_LOG_INTERVAL) + AUTH_LOG_INTERVAL:
+            return
+        if len(self.auth_logged) >= 1024:
+            self.auth_logged.clear()
+        self.auth_logged[host] = now
+        log.warning("connection with %s refused: %s", host, reason)
+
+    def _close(self, cid: int, graceful: bool = False) -> None:
         writer = self.writers.pop(cid, None)
         reader = self.readers.pop(cid, None)
         if reader is not None:
             reader.cancel()
         if writer is not None:
             with contextlib.suppress(Exception):
-                writer.transport.abort()  # close() would wait for a peer that may never read
+                if graceful and writer.transport.get_write_buffer_size() == 0:
+                    writer.transport.close()  # nothing left to flush: an immediate FIN
+                else:
+                    writer.transport.abort()  # close() would wait for a peer that never reads
 
     async def shutdown(self) -> None:
         if self.server is not None:

@@ -26,10 +26,12 @@ class), status rendering in ``mesh_status.py``, the action and config types in
 
 from __future__ import annotations
 
+import os
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from weave_cli.errors import ProtocolError
+from weave_cli.router import mesh_crypto
 from weave_cli.router.channels import ChannelHandler, TopologyChannel
 from weave_cli.router.gossip import GossipMessage, encode_gossip
 from weave_cli.router.mesh_gossip import TOPOLOGY, GossipPlane
@@ -63,8 +65,10 @@ __all__ = ["Action", "Close", "Conn", "Dial", "MeshConfig", "MeshCore", "Send", 
 
 class MeshCore(GossipPlane):
     def __init__(self, config: MeshConfig, *, now: float, rng: random.Random,
-                 targets: Iterable[str] = ()) -> None:
-        self.config, self.rng = config, rng
+                 targets: Iterable[str] = (),
+                 entropy: Callable[[int], bytes] = os.urandom) -> None:
+        self.config, self.rng, self.entropy = config, rng, entropy  # entropy: X25519 keys
+        self.trusted = mesh_crypto.parse_subnets(config.trusted_subnets)
         self.identity = LocalIdentity(config.name, config.nickname, config.uid)
         self.topology = Topology(PeerEntry(config.name, config.nickname, config.uid, 1,
                                            rng.getrandbits(12)))
@@ -110,9 +114,14 @@ class MeshCore(GossipPlane):
         if not outbound and limit and self._live() >= limit:
             self._actions.append(Close(conn, f"Connection limit reached ({limit})"))
             return
-        proto = ConnectionProtocol(self.identity, outbound=outbound,
+        extra = mesh_crypto.local_features(self.trusted, remote_addr[0])
+        identity = LocalIdentity(self.identity.name, self.identity.nickname, self.identity.uid,
+                                 {**self.identity.features, **extra})
+        proto = ConnectionProtocol(identity, outbound=outbound,
                                    conn_id=self.rng.getrandbits(63), now=now,
-                                   settings=self.config.protocol)
+                                   settings=self.config.protocol,
+                                   handshake=mesh_crypto.new_handshake(self.config, self.entropy,
+                                                                       outbound))
         self.conns[conn] = Conn(conn, proto, remote_addr, outbound, target,
                                 data_path_confirmed=not self.config.confirm_data_path)
         self._touched.add(conn)
@@ -177,6 +186,11 @@ class MeshCore(GossipPlane):
         (used only to print retry times; without it ``now`` is taken as the wall clock)."""
         return render_status(self, now, wall)
 
+    def link_secrets(self) -> dict[PeerName, bytes]:
+        """Every peer with an active connection and its 32-byte sleeve secret (b"" when the
+        link's data path is plaintext: no password, or both ends trust each other)."""
+        return {name: mesh_crypto.link_secret(self.conns[cid]) for name, cid in self.active.items()}
+
     def neighbours(self) -> dict[PeerName, str]:
         """Every peer with an active connection, and its underlay IP address."""
         return {name: self.conns[cid].address[0] for name, cid in self.active.items()}
@@ -213,6 +227,7 @@ class MeshCore(GossipPlane):
     def _on_handshake(self, c: Conn, event: HandshakeDone, now: float) -> None:
         remote = c.remote = event.remote
         c.conn_uid, c.established_at = event.conn_uid, now
+        c.data_plaintext = mesh_crypto.data_plaintext(self.trusted, c)
         other = self.conns.get(self.active.get(remote.name, -1))
         if other is not None and other.remote is not None:
             if other.remote.uid == remote.uid and self._rank(other) < self._rank(c):
@@ -246,6 +261,8 @@ class MeshCore(GossipPlane):
         del self.conns[c.id]
         self._touched.discard(c.id)
         if tell_driver:
+            if lingering := c.proto.data_to_send():  # only after an auth failure
+                self._actions.append(Send(c.id, lingering))
             self._actions.append(Close(c.id, reason))
         if c.established_at is not None:
             self.termination_count += 1

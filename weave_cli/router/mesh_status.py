@@ -4,7 +4,9 @@
 
 * established connection: state ``established`` (``pending`` while the data path is not
   confirmed), info ``"{overlay:<6} {name}({nick})"`` with overlay ``fastdp``, ``sleeve`` or
-  ``none`` (not yet decided); attributes ``mtu`` and, when not on fastdp, ``fastdp`` (why);
+  ``none`` (not yet decided); attributes ``mtu`` and, when not on fastdp, ``fastdp`` (why),
+  set by the overlay, plus ``encrypted`` (and ``data_plaintext`` when both ends trust each
+  other's subnet) from ``mesh_crypto.crypto_attrs``, merged at rendering so neither clobbers;
 * connection still in its handshake: outbound ones show their target's ``connecting`` /
   ``retrying``; inbound ones are ``pending`` with info "handshake in progress";
 * target without a connection: ``connecting`` (info empty), ``retrying`` (info: the last
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from weave_cli.router.mesh_crypto import crypto_attrs
 from weave_cli.router.peer import PeerName
 
 if TYPE_CHECKING:
@@ -45,7 +48,7 @@ def render_status(core: MeshCore, now: float, wall: float | None) -> dict[str, o
         "Protocol": "weave",
         "ProtocolMinVersion": cfg.protocol.min_version,
         "ProtocolMaxVersion": cfg.protocol.max_version,
-        "Encryption": False,
+        "Encryption": cfg.password_key is not None,
         "PeerDiscovery": cfg.discovery,
         "Name": str(cfg.name),
         "NickName": cfg.nickname,
@@ -57,7 +60,7 @@ def render_status(core: MeshCore, now: float, wall: float | None) -> dict[str, o
         "Connections": _connections(core, now, wall),
         "TerminationCount": core.termination_count,
         "Targets": list(core.targets.direct()),
-        "TrustedSubnets": [],
+        "TrustedSubnets": [str(net) for net in core.trusted],
     }
 
 
@@ -77,7 +80,7 @@ def _connections(core: MeshCore, now: float, wall: float | None) -> list[dict[st
         else:
             state, info = "pending", "handshake in progress"
         rows.append({"Address": c.address_text, "Outbound": c.outbound, "State": state,
-                     "Info": info, "Attrs": dict(c.extra)})
+                     "Info": info, "Attrs": {**c.extra, **crypto_attrs(c)}})
     for target in core.targets:
         if target.key in served or target.phase == "connected":
             continue

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from weave_cli.crypto.secret import Secret
 from weave_cli.router.peer import PeerName
 from weave_cli.router.protocol import ConnectionProtocol, ProtocolSettings, RemoteIdentity
 from weave_cli.router.targets import address_key
@@ -33,6 +34,9 @@ class MeshConfig:
     # True when an overlay runs and confirms each link's data path (the router as root); the
     # pure tests and a router that manages no data path leave links confirmed at handshake.
     confirm_data_path: bool = False
+    # The scrypt key of --password (weave_cli.crypto.kdf.password_key); None = plaintext.
+    password_key: Secret | None = field(default=None, repr=False, compare=False)
+    trusted_subnets: tuple[str, ...] = ()  # --trusted-subnets, as given (validated CIDRs)
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ class Conn:
     data_path_confirmed: bool = True
     overlay: str = "none"  # "fastdp", "sleeve" or "none": what carries this link's traffic
     extra: dict[str, object] = field(default_factory=dict)  # status attributes, e.g. mtu
+    # Both ends trust each other (--trusted-subnets): the data path may skip encryption.
+    data_plaintext: bool = False
 
     @property
     def address_text(self) -> str:

@@ -11,121 +11,74 @@ Wire layout (all integers unsigned, big-endian)::
       0  4  magic        b"WVPY" (57 56 50 59)
       4  1  min_version  oldest version we speak
       5  1  max_version  newest version we speak
-      6  1  crypto       0 = plaintext; anything else is rejected for now ("encryption").
-                         Reserved: 1 followed by a 32-byte X25519 public key.
+      6  1  crypto       0 = plaintext; 1 = encrypted, followed by a 32-byte X25519 public key
+                         (weave_cli.crypto.handshake). Both sides must agree: a password on one
+                         side only closes both with an ``auth_failed`` reason.
     then frames, in both directions
       0  4  length L     = 1 + len(body); 1 <= L <= 1 + limit, checked before buffering
       4  1  tag          a MessageTag
       5  L-1 body
-    the first frame is FEATURES (sent once the remote preamble is accepted); its body:
-      0  1  count N      number of entries, 4 <= N <= 64
-      then N times:  key_len (1 byte, 1..64), key (ASCII [A-Za-z0-9_.-]),
-                     value_len (2 bytes, 0..1024), value (UTF-8, no control characters)
+    encrypted, the tag and body are sealed instead (weave_cli.crypto.frames): L = 1 + len(body)
+    + 16 <= 17 + limit; a frame that fails to open closes the connection.
+    the first frame is FEATURES (sent once the remote preamble is accepted); its body is the
+    features map of weave_cli.router.features (4..64 entries). Encrypted, it is the first
+    sealed frame, so a peer with another password fails right there.
 
 ``limit`` is ``FEATURES_MAX_BODY`` during the handshake and ``settings.max_frame`` after it.
 Invariant: once ``receive_data`` returns, the input buffer holds at most one partial frame
-(<= 5 + limit bytes), because every length is validated as soon as its 4 bytes arrive.
+(<= 4 + limit + 1 + 16 bytes), because every length is validated as soon as its 4 bytes arrive.
 Hostile input never raises: every violation becomes one terminal ``Closed`` event.
 """
 
 from __future__ import annotations
 
-import enum
-import re
 from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Final, Literal
 
+from weave_cli.crypto.frames import OVERHEAD, FrameCipher, FrameError
+from weave_cli.crypto.handshake import PUBLIC_SIZE, Handshake, HandshakeError, Session
 from weave_cli.errors import ProtocolError
-from weave_cli.router.peer import PeerName, valid_nickname
-
-MAGIC: Final = b"WVPY"
-HEADER_SIZE: Final = len(MAGIC) + 2
-CRYPTO_NONE: Final = 0
-MAX_FEATURES: Final = 64
-MAX_KEY: Final = 64
-MAX_VALUE: Final = 1024
-FEATURES_MAX_BODY: Final = 1 + MAX_FEATURES * (1 + MAX_KEY + 2 + MAX_VALUE)
-REQUIRED_FEATURES: Final = ("Name", "NickName", "UID", "ConnID")
-_KEY_RE: Final = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
-_CONTROL_RE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_DECIMAL_RE: Final = re.compile(r"\A(0|[1-9][0-9]{0,19})\Z")
-_GO_MAGIC: Final = b"weave"
-
-
-class MessageTag(enum.IntEnum):
-    """The tag byte of a frame. 1..3 stay unused (the original's sleeve messages)."""
-
-    HEARTBEAT = 0
-    GOSSIP = 4  # neighbour gossip (digest / anti-entropy)
-    GOSSIP_UNICAST = 5
-    GOSSIP_BROADCAST = 6
-    OVERLAY_CONTROL = 7  # reserved for the data path (later)
-    FEATURES = 8  # the first frame of each direction; internal
-
-
-USER_TAGS: Final = frozenset(
-    {MessageTag.GOSSIP, MessageTag.GOSSIP_UNICAST, MessageTag.GOSSIP_BROADCAST,
-     MessageTag.OVERLAY_CONTROL}
+from weave_cli.router.features import (
+    FEATURES_MAX_BODY,
+    MAX_FEATURES,
+    MAX_KEY,
+    MAX_VALUE,
+    REQUIRED_FEATURES,
+    RemoteIdentity,
+    decode_features,
+    encode_features,
+    parse_remote_identity,
+)
+from weave_cli.router.peer import valid_nickname
+from weave_cli.router.protocol_types import (
+    AUTH_FAILED,
+    CRYPTO_NONE,
+    CRYPTO_X25519,
+    DEFAULT_SETTINGS,
+    HEADER_SIZE,
+    MAGIC,
+    ONLY_HERE,
+    ONLY_THERE,
+    TAMPERED,
+    USER_TAGS,
+    WRONG_PASSWORD,
+    Closed,
+    Event,
+    HandshakeDone,
+    LocalIdentity,
+    MessageReceived,
+    MessageTag,
+    ProtocolSettings,
+    encode_frame,
 )
 
-
-@dataclass(frozen=True)
-class ProtocolSettings:
-    min_version: int = 1
-    max_version: int = 1
-    max_frame: int = 8 * 1024 * 1024  # max frame body size, checked before allocating
-    handshake_timeout: float = 10.0  # preamble + features must complete within this
-    heartbeat_interval: float = 5.0  # send a HEARTBEAT frame this often once established
-    heartbeat_timeout: float = 20.0  # Closed("heartbeat timeout ...") after this much silence
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.min_version <= self.max_version <= 255:
-            raise ValueError(f"bad version range [{self.min_version},{self.max_version}]")
-        if not 1 <= self.max_frame < (1 << 32) - 1:
-            raise ValueError(f"max_frame out of range: {self.max_frame}")
-        if min(self.handshake_timeout, self.heartbeat_interval, self.heartbeat_timeout) <= 0:
-            raise ValueError("protocol timeouts and intervals must be positive")
-
-
-@dataclass(frozen=True)
-class LocalIdentity:
-    name: PeerName
-    nickname: str
-    uid: int  # run id, non-zero
-    features: Mapping[str, str] = field(default_factory=dict)  # extras: "ShortID", "Overlays"...
-
-
-@dataclass(frozen=True)
-class RemoteIdentity:
-    name: PeerName
-    nickname: str
-    uid: int
-    conn_id: int
-    features: Mapping[str, str]  # the extras only: the required four are the fields above
-
-
-@dataclass(frozen=True)
-class HandshakeDone:
-    remote: RemoteIdentity
-    version: int
-    conn_uid: int  # local conn_id XOR remote conn_id: the same value at both ends
-
-
-@dataclass(frozen=True)
-class MessageReceived:
-    tag: MessageTag  # never HEARTBEAT or FEATURES: those are consumed here
-    body: bytes
-
-
-@dataclass(frozen=True)
-class Closed:
-    reason: str  # terminal; one readable line, shown in `weave status`
-
-
-Event = HandshakeDone | MessageReceived | Closed
+_GO_MAGIC: Final = b"weave"
+__all__ = ["AUTH_FAILED", "CRYPTO_NONE", "CRYPTO_X25519", "FEATURES_MAX_BODY", "HEADER_SIZE",
+           "MAGIC", "MAX_FEATURES", "MAX_KEY", "MAX_VALUE", "ONLY_HERE", "ONLY_THERE",
+           "REQUIRED_FEATURES", "TAMPERED", "USER_TAGS", "WRONG_PASSWORD", "Closed",
+           "ConnectionProtocol", "Event", "HandshakeDone", "LocalIdentity", "MessageReceived",
+           "MessageTag", "ProtocolSettings", "RemoteIdentity", "decode_features",
+           "encode_features", "encode_frame", "parse_remote_identity"]
 State = Literal["handshake", "established", "closed"]
 _TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     "handshake": frozenset({"established", "closed"}),
@@ -136,84 +89,6 @@ _TRANSITIONS: Final[dict[str, frozenset[str]]] = {
 
 class _Violation(Exception):
     """Raised inside the parser; becomes Closed(reason)."""
-
-
-def _show(value: str | bytes, limit: int = 32) -> str:
-    """A bounded, escaped rendering of untrusted input for a one-line reason."""
-    text = repr(value[:limit])
-    return text + "..." if len(value) > limit else text
-
-
-def encode_frame(tag: MessageTag, body: bytes) -> bytes:
-    return (len(body) + 1).to_bytes(4, "big") + bytes([tag]) + body
-
-
-def encode_features(features: Mapping[str, str]) -> bytes:
-    """Encode a validated map (raises ValueError when it breaks the limits)."""
-    if len(features) > MAX_FEATURES:
-        raise ValueError(f"too many features: {len(features)} > {MAX_FEATURES}")
-    out = bytearray([len(features)])
-    for key, value in features.items():
-        raw = value.encode("utf-8")
-        if not _KEY_RE.match(key) or len(raw) > MAX_VALUE or _CONTROL_RE.search(value):
-            raise ValueError(f"invalid feature {_show(key)}={_show(value)}")
-        out += bytes([len(key)]) + key.encode("ascii") + len(raw).to_bytes(2, "big") + raw
-    return bytes(out)
-
-
-def decode_features(body: bytes) -> dict[str, str]:
-    """Decode a FEATURES body; raises ProtocolError on anything malformed. Never over-reads."""
-    if not body or body[0] > MAX_FEATURES:
-        raise ProtocolError("invalid features: entry count missing or above 64")
-    result: dict[str, str] = {}
-    pos = 1
-    for _ in range(body[0]):
-        klen = body[pos] if pos < len(body) else 0
-        key_raw = body[pos + 1 : pos + 1 + klen]
-        pos += 1 + klen
-        vlen = int.from_bytes(body[pos : pos + 2], "big")
-        value_raw = body[pos + 2 : pos + 2 + vlen]
-        pos += 2 + vlen
-        if pos > len(body) or not 1 <= klen <= MAX_KEY or vlen > MAX_VALUE:
-            raise ProtocolError("invalid features: truncated or oversized entry")
-        key = key_raw.decode("latin-1")
-        try:
-            value = value_raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ProtocolError(f"invalid features: value of {_show(key)} is not UTF-8") from None
-        if not _KEY_RE.match(key) or _CONTROL_RE.search(value) or key in result:
-            raise ProtocolError(f"invalid features: bad or duplicate entry {_show(key)}")
-        result[key] = value
-    if pos != len(body):
-        raise ProtocolError("invalid features: trailing bytes")
-    return result
-
-
-def _decimal(features: Mapping[str, str], key: str) -> int:
-    text = features[key]
-    if not _DECIMAL_RE.match(text) or int(text) >= 1 << 64:
-        raise ProtocolError(f"invalid feature {key}={_show(text)}: expected a 64-bit decimal")
-    return int(text)
-
-
-def parse_remote_identity(features: Mapping[str, str]) -> RemoteIdentity:
-    """Validate the required features; raises ProtocolError with a one-line reason."""
-    missing = [key for key in REQUIRED_FEATURES if key not in features]
-    if missing:
-        raise ProtocolError(f"missing required features: {', '.join(missing)}")
-    try:
-        name = PeerName.parse(features["Name"])
-    except ValueError:
-        raise ProtocolError(f"invalid feature Name={_show(features['Name'])}") from None
-    nickname = features["NickName"]
-    if not valid_nickname(nickname):
-        raise ProtocolError(f"invalid feature NickName={_show(nickname)}")
-    uid = _decimal(features, "UID")
-    if uid == 0:
-        raise ProtocolError("invalid feature UID=0: the run id must be non-zero")
-    extras = {k: v for k, v in features.items() if k not in REQUIRED_FEATURES}
-    return RemoteIdentity(name, nickname, uid, _decimal(features, "ConnID"),
-                          MappingProxyType(extras))
 
 
 def _one_line(reason: str) -> str:
@@ -228,11 +103,16 @@ class ConnectionProtocol:
     fixed schedule from the moment of establishment, one per ``handle_timer`` call at most).
     Receiving: any complete frame proves liveness; ``heartbeat_timeout`` after the last one
     (or after establishment) the connection closes. Closing discards bytes not yet drained
-    by ``data_to_send``: after ``Closed`` no byte is produced or accepted, ever.
+    by ``data_to_send`` (except after an auth failure: see ``close``); after ``Closed`` no
+    byte is accepted and none is produced beyond those.
+    Encryption: with a ``handshake`` (the router has a password) the preamble carries crypto
+    byte 1 and its public key, and once the peer's key is read every frame, FEATURES first,
+    is sealed by ``session``; without one the bytes are exactly those of plaintext mode.
     """
 
     def __init__(self, local: LocalIdentity, *, outbound: bool, conn_id: int, now: float,
-                 settings: ProtocolSettings = ProtocolSettings()) -> None:
+                 settings: ProtocolSettings = DEFAULT_SETTINGS,
+                 handshake: Handshake | None = None) -> None:
         if not 0 <= conn_id < 1 << 64 or not 0 < local.uid < 1 << 64:
             raise ValueError("conn_id must be in [0, 2**64) and uid in (0, 2**64)")
         if not valid_nickname(local.nickname):
@@ -247,8 +127,12 @@ class ConnectionProtocol:
         self.remote: RemoteIdentity | None = None
         self.version: int | None = None
         self._inbuf = bytearray()
-        self._outbuf = bytearray(MAGIC + bytes([settings.min_version, settings.max_version,
-                                                CRYPTO_NONE]))
+        self._handshake = handshake
+        self.session: Session | None = None
+        crypto = bytes([CRYPTO_NONE]) if handshake is None \
+            else bytes([CRYPTO_X25519]) + handshake.public
+        self._outbuf = bytearray(MAGIC + bytes([settings.min_version, settings.max_version])
+                                 + crypto)
         self._events: deque[Event] = deque()
         self._rx: Literal["header", "crypto", "frames"] = "header"
         self._handshake_deadline = now + settings.handshake_timeout
@@ -267,7 +151,7 @@ class ConnectionProtocol:
         try:
             self._parse(now)
         except _Violation as exc:
-            self.close(str(exc))
+            self.close(str(exc), linger=str(exc).startswith(AUTH_FAILED))
         except ProtocolError as exc:
             self.close(exc.message)
         except Exception as exc:  # a bug must cost one connection, never the router
@@ -301,7 +185,7 @@ class ConnectionProtocol:
                 self.close(f"heartbeat timeout: nothing received for {timeout:g}s")
                 return
             if now >= self._next_heartbeat:
-                self._outbuf += encode_frame(MessageTag.HEARTBEAT, b"")
+                self._outbuf += self._frame(MessageTag.HEARTBEAT, b"")
                 interval = self.settings.heartbeat_interval
                 while self._next_heartbeat <= now:
                     self._next_heartbeat += interval
@@ -314,14 +198,27 @@ class ConnectionProtocol:
         if len(body) > self.settings.max_frame:
             raise ProtocolError(f"message of {len(body)} bytes exceeds max_frame "
                                 f"{self.settings.max_frame}")
-        self._outbuf += encode_frame(tag, bytes(body))
+        self._outbuf += self._frame(tag, bytes(body))
 
-    def close(self, reason: str) -> None:
+    @property
+    def encrypted(self) -> bool:
+        return self._handshake is not None
+
+    @property
+    def link_secret(self) -> bytes:
+        """The sleeve's 32-byte secret of this connection; b"" until keyed or when plaintext."""
+        return self.session.link_secret if self.session is not None else b""
+
+    def close(self, reason: str, *, linger: bool = False) -> None:
+        """Terminal. ``linger`` (auth failures only) keeps the bytes already queued — at most
+        our preamble and sealed FEATURES — so the peer can read them and fail the same way
+        instead of seeing a bare hang-up; they are drained once, then nothing more."""
         if self.state == "closed":
             return
         self._set_state("closed")
         self._inbuf.clear()
-        self._outbuf.clear()
+        if not linger:
+            self._outbuf.clear()
         self._events.append(Closed(_one_line(reason)))
 
     # -- internals -------------------------------------------------------------------------
@@ -329,6 +226,11 @@ class ConnectionProtocol:
     def _set_state(self, new: State) -> None:
         assert new in _TRANSITIONS[self.state], f"{self.state} -> {new}"
         self.state = new
+
+    def _frame(self, tag: MessageTag, body: bytes) -> bytes:
+        if self.session is None:
+            return encode_frame(tag, body)
+        return self.session.tx.seal(tag, body)
 
     def _handshake_timeout_reason(self) -> str:
         return f"handshake timed out after {self.settings.handshake_timeout:g}s"
@@ -345,29 +247,60 @@ class ConnectionProtocol:
                 pos += HEADER_SIZE
                 self._rx = "crypto"
             elif self._rx == "crypto":
-                if avail < 1:
+                used = self._crypto(bytes(buf[pos : pos + 1 + PUBLIC_SIZE]))
+                if not used:
                     break
-                if buf[pos] != CRYPTO_NONE:
-                    raise _Violation("peer requested encryption (crypto field "
-                                     f"{buf[pos]}), which this version does not support")
-                pos += 1
+                pos += used
                 self._rx = "frames"
-                self._outbuf += encode_frame(MessageTag.FEATURES, self._features_body)
+                self._outbuf += self._frame(MessageTag.FEATURES, self._features_body)
             else:
                 if avail < 4:
                     break
                 length = int.from_bytes(buf[pos : pos + 4], "big")
                 limit = self.settings.max_frame if self.state == "established" \
                     else FEATURES_MAX_BODY
-                if not 1 <= length <= limit + 1:
-                    raise _Violation(f"invalid frame length {length} (limit {limit + 1})")
+                low, high = (1, limit + 1) if self.session is None \
+                    else (1 + OVERHEAD, limit + 1 + OVERHEAD)
+                if not low <= length <= high:
+                    raise _Violation(f"invalid frame length {length} (limit {high})")
                 if avail < 4 + length:
                     break
-                tag, body = buf[pos + 4], bytes(buf[pos + 5 : pos + 4 + length])
+                if self.session is None:
+                    tag, body = buf[pos + 4], bytes(buf[pos + 5 : pos + 4 + length])
+                else:
+                    tag, body = self._open(self.session.rx, bytes(buf[pos : pos + 4]),
+                                           bytes(buf[pos + 4 : pos + 4 + length]))
                 pos += 4 + length
                 self._on_frame(tag, body, now)
         if self.state != "closed":
             del buf[:pos]
+
+    def _crypto(self, head: bytes) -> int:
+        """Check the peer's crypto field (and key); the bytes used, 0 when more are needed."""
+        if not head:
+            return 0
+        mode = head[0]
+        if mode not in (CRYPTO_NONE, CRYPTO_X25519):
+            raise _Violation(f"unsupported crypto field {mode} (unknown encryption mode)")
+        if self._handshake is None:
+            if mode != CRYPTO_NONE:
+                raise _Violation(ONLY_THERE)
+            return 1
+        if mode == CRYPTO_NONE:
+            raise _Violation(ONLY_HERE)
+        if len(head) < 1 + PUBLIC_SIZE:
+            return 0
+        try:
+            self.session = self._handshake.complete(head[1:])
+        except HandshakeError as err:
+            raise _Violation(f"{AUTH_FAILED}: {err}") from None
+        return 1 + PUBLIC_SIZE
+
+    def _open(self, rx: FrameCipher, header: bytes, sealed: bytes) -> tuple[int, bytes]:
+        try:
+            return rx.open(header, sealed)
+        except FrameError:
+            raise _Violation(WRONG_PASSWORD if self.state == "handshake" else TAMPERED) from None
 
     def _check_magic(self, head: bytes) -> None:
         got = head[: len(MAGIC)]

@@ -1,0 +1,142 @@
+"""MeshCore with a password: link secrets, status words, auth failures, trusted subnets, S20."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from weave_cli.crypto.kdf import password_key, sleeve_keys
+from weave_cli.crypto.secret import Secret
+from weave_cli.render import render_connections, render_status
+from weave_cli.router.mesh import MeshConfig, MeshCore, Send
+from weave_cli.router.peer import PeerName
+
+A, B = PeerName(0x020000000001), PeerName(0x020000000002)
+PASSWORD = b"open sesame 1234"
+PW = password_key(Secret(PASSWORD), n=2**10)
+OTHER = password_key(Secret(b"something else"), n=2**10)
+
+
+def core(name: PeerName, pw: Secret | None, targets: tuple[str, ...] = (),
+         trusted: tuple[str, ...] = ()) -> MeshCore:
+    config = MeshConfig(name=name, nickname=f"n{int(name) & 0xff}", uid=int(name) + 7,
+                        password_key=pw, trusted_subnets=trusted)
+    rng = random.Random(int(name))
+    return MeshCore(config, now=0.0, rng=rng, targets=targets, entropy=rng.randbytes)
+
+
+def sends(actions: list[object], conn: int) -> bytes:
+    return b"".join(a.data for a in actions if isinstance(a, Send) and a.conn == conn)
+
+
+def link(pa: Secret | None, pb: Secret | None, ta: tuple[str, ...] = (),
+         tb: tuple[str, ...] = (), now: float = 0.0) -> tuple[MeshCore, MeshCore]:
+    """A dials B (10.0.0.2) from 10.0.0.1; bytes are shuttled until both are quiet."""
+    a, b = core(A, pa, ("10.0.0.2",), ta), core(B, pb, (), tb)
+    a.tick(now)
+    a.actions()
+    a.connection_opened(1, ("10.0.0.2", 6783), True, now, target="10.0.0.2:6783")
+    b.connection_opened(1, ("10.0.0.1", 40000), False, now)
+    for _ in range(10):
+        to_b, to_a = sends(a.actions(), 1), sends(b.actions(), 1)
+        if not to_a and not to_b:
+            break
+        if to_b:
+            b.connection_data(1, to_b, now)
+        if to_a:
+            a.connection_data(1, to_a, now)
+    return a, b
+
+
+def report(c: MeshCore) -> dict[str, object]:
+    return {"Version": "x", "Router": c.status(0.0, wall=1_700_000_000.0)}
+
+
+def test_encrypted_link_status_and_secrets() -> None:
+    a, b = link(PW, PW)
+    assert a.connected_peers() == [B] and b.connected_peers() == [A]
+    sa, sb = a.link_secrets(), b.link_secrets()
+    assert len(sa[B]) == 32 and sa[B] == sb[A]
+    a_tx, a_rx = sleeve_keys(sa[B], A, B)
+    assert (a_tx, a_rx) == sleeve_keys(sb[A], B, A)[::-1]
+    status = a.status(0.0)
+    assert status["Encryption"] is True
+    [row] = status["Connections"]  # type: ignore[misc]
+    assert row["Attrs"] == {"encrypted": True}
+    assert "Encryption: enabled" in render_status(report(a)).replace("  ", "")
+
+
+def test_overlay_attrs_are_merged_not_clobbered() -> None:
+    a, _ = link(PW, PW)
+    a.set_overlay(B, "sleeve", True, {"mtu": 1376, "fastdp": "no heartbeat"}, 1.0)
+    [row] = a.status(1.0)["Connections"]  # type: ignore[misc]
+    assert row["Attrs"] == {"mtu": 1376, "fastdp": "no heartbeat", "encrypted": True}
+    assert "encrypted=true" in render_connections(report(a))
+
+
+def test_plaintext_mode_has_no_secrets_and_no_crypto_attrs() -> None:
+    a, b = link(None, None)
+    assert a.link_secrets() == {B: b""} and b.link_secrets() == {A: b""}
+    status = a.status(0.0)
+    assert status["Encryption"] is False
+    [row] = status["Connections"]  # type: ignore[misc]
+    assert row["Attrs"] == {}
+
+
+def test_wrong_password_shows_auth_failed_and_backs_off() -> None:
+    for pa, pb in [(PW, OTHER), (PW, None), (None, PW)]:
+        a, b = link(pa, pb)
+        assert a.active == {} and b.active == {} and b.conns == {}
+        [row] = a.status(0.0, wall=1_700_000_000.0)["Connections"]  # type: ignore[misc]
+        assert row["State"] == "failed" and "auth_failed" in row["Info"], row
+        assert "auth_failed" in render_connections(report(a))
+        assert b.topology.get(A) is None  # S01: the peer never appears in topology
+        deadline = a.next_deadline()
+        assert deadline is not None and deadline >= 1.0  # retried later, with backoff
+
+
+def test_the_dial_retry_doubles_after_repeated_auth_failures() -> None:
+    a, _ = link(PW, OTHER)
+    first = a.targets.get("10.0.0.2:6783")
+    assert first is not None
+    waits = []
+    now = 0.0
+    for _ in range(3):
+        due = a.next_deadline()
+        assert due is not None
+        waits.append(due - now)
+        now = due
+        a.tick(now)
+        a.actions()
+        a.connection_opened(9, ("10.0.0.2", 6783), True, now, target="10.0.0.2:6783")
+        a.connection_closed(9, "connection closed by peer", now)
+    assert waits[-1] > waits[0]
+
+
+def test_trusted_subnets_allow_a_plaintext_data_path_only_both_ways() -> None:
+    a, b = link(PW, PW, ta=("10.0.0.0/24",), tb=("10.0.0.0/24",))
+    assert a.link_secrets() == {B: b""} and b.link_secrets() == {A: b""}
+    [row] = a.status(0.0)["Connections"]  # type: ignore[misc]
+    assert row["Attrs"] == {"encrypted": True, "data_plaintext": True}
+    assert a.status(0.0)["TrustedSubnets"] == ["10.0.0.0/24"]
+    for ta, tb in [(("10.0.0.0/24",), ()), ((), ("10.0.0.0/24",)),
+                   (("10.0.0.0/24",), ("192.168.0.0/16",))]:
+        a, b = link(PW, PW, ta=ta, tb=tb)
+        assert len(a.link_secrets()[B]) == 32 and a.link_secrets()[B] == b.link_secrets()[A]
+        [row] = a.status(0.0)["Connections"]  # type: ignore[misc]
+        assert row["Attrs"] == {"encrypted": True}
+
+
+def test_the_password_appears_in_no_status_or_repr() -> None:
+    """S20 at unit level: the report, rendered status and reprs hold neither the password
+    nor its derived key."""
+    a, b = link(PW, PW)
+    a.set_overlay(B, "sleeve", True, {"mtu": 1376}, 1.0)
+    texts = [json.dumps(a.status(1.0)), json.dumps(b.status(1.0)), repr(a.config),
+             render_status(report(a)), render_connections(report(a)), repr(a.conns),
+             repr(vars(a.conns[1].proto))]
+    key = PW.reveal()
+    for text in texts:
+        assert PASSWORD.decode() not in text
+        assert key.hex() not in text and repr(key) not in text
+        assert a.link_secrets()[B].hex() not in text
