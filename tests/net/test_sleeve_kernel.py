@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -61,8 +61,9 @@ def host(make_ns: MakeNs, tag: str, i: int) -> Host:
     return Host(make_ns(tag), f"02:00:00:00:00:0{i}", f"198.19.0.{i}")
 
 
-async def start(h: Host, mtu: int = 1400) -> None:
-    h.proc = SleeveProcess(port=PORT, prefix=["nsenter", f"--net={NETNS_DIR / h.ns}", "--"])
+async def start(h: Host, mtu: int = 1400, extra_args: Sequence[str] = ()) -> None:
+    h.proc = SleeveProcess(port=PORT, prefix=["nsenter", f"--net={NETNS_DIR / h.ns}", "--"],
+                           extra_args=extra_args)
     await h.proc.start()
     assert h.proc.ready == control.Ready(SLEEVE_IFNAME, PORT)
     h.task = asyncio.ensure_future(h.collect())
@@ -72,10 +73,11 @@ async def start(h: Host, mtu: int = 1400) -> None:
 
 
 @asynccontextmanager
-async def running(*hosts: Host, mtu: int = 1400) -> AsyncIterator[None]:
+async def running(*hosts: Host, mtu: int = 1400, extra_args: Sequence[str] = ()
+                  ) -> AsyncIterator[None]:
     try:
         for h in hosts:
-            await start(h, mtu)
+            await start(h, mtu, extra_args)
         yield
     finally:
         for h in hosts:

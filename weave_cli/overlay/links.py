@@ -42,6 +42,9 @@ class LinkSettings:
     heartbeat_interval: float = 0.5
     heartbeat_timeout: float = 3.0
     fastdp_recover: float = 2.0
+    # Why fastdp is off when ``fastdp_enabled`` is False: --no-fastdp, or a password on a
+    # kernel without ESP (then the traffic goes through the encrypted sleeve).
+    fastdp_off_reason: str = "fastdp disabled here (--no-fastdp)"
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class LinkState:
 
 @dataclass
 class _Link:
+    peer: PeerName
     address: str
     since: float
     heard: dict[str, float] = field(default_factory=dict)
@@ -80,6 +84,7 @@ class LinkTable:
     def __init__(self, settings: LinkSettings) -> None:
         self.settings = settings
         self._links: dict[PeerName, _Link] = {}
+        self._denied: dict[PeerName, str] = {}  # peers that must not use fastdp, and why
 
     # -- inputs ---------------------------------------------------------------------------------
 
@@ -89,10 +94,13 @@ class LinkTable:
             del self._links[peer]
         for peer, address in neighbours.items():
             link = self._links.get(peer)
-            if link is None:
-                self._links[peer] = _Link(address, now)
-            elif link.address != address:  # a new connection from elsewhere: start afresh
-                self._links[peer] = _Link(address, now)
+            if link is None or link.address != address:  # new, or a new connection: afresh
+                self._links[peer] = _Link(peer, address, now)
+
+    def deny_fastdp(self, denied: Mapping[PeerName, str]) -> None:
+        """The neighbours whose traffic must not go over fastdp (plaintext), with the reason;
+        replaces the previous set."""
+        self._denied = dict(denied)
 
     def heard(self, peer: PeerName, transport: Transport, now: float) -> None:
         if (link := self._links.get(peer)) is not None:
@@ -111,7 +119,7 @@ class LinkTable:
     def our_report(self, peer: PeerName, now: float) -> PeerReport:
         link = self._links.get(peer)
         return PeerReport(
-            fastdp_capable=self.settings.fastdp_enabled,
+            fastdp_capable=self.settings.fastdp_enabled and peer not in self._denied,
             hears_fastdp=link is not None and self._hears(link, "fastdp", now),
             hears_sleeve=link is not None and self._hears(link, "sleeve", now),
         )
@@ -145,7 +153,9 @@ class LinkTable:
     def _fastdp_down_reason(self, link: _Link, now: float) -> str:
         cfg = self.settings
         if not cfg.fastdp_enabled:
-            return "fastdp disabled here (--no-fastdp)"
+            return cfg.fastdp_off_reason
+        if link.peer in self._denied:
+            return self._denied[link.peer]
         report = self._report(link, now)
         if link.report is not None and not link.report.fastdp_capable:
             return "fastdp disabled on the peer"

@@ -55,6 +55,9 @@ class Sleeve(Protocol):
 
 
 SleeveStarter = Callable[[], Awaitable[Sleeve]]
+# neighbours -> address, routes, remote MAC -> owner, neighbour -> (link secret, plaintext ok)
+Snapshot = tuple[dict[PeerName, str], dict[PeerName, PeerName], dict[str, PeerName],
+                 dict[PeerName, tuple[bytes, bool]]]
 RESTART_MIN, RESTART_MAX = 0.5, 10.0
 
 
@@ -62,10 +65,14 @@ class OverlayService:
     def __init__(self, driver: MeshDriver, channel: OverlayChannel, settings: LinkSettings,
                  *, router_ns: str | None = None, mesh_port: int = 6783,
                  sleeve: Sleeve | None = None, start_sleeve: SleeveStarter | None = None,
-                 heartbeats: Any = None) -> None:
+                 heartbeats: Any = None, encrypted: bool = False,
+                 no_plaintext_reason: str = "") -> None:
         self.driver, self.channel, self.settings = driver, channel, settings
         self.router_ns, self.mesh_port = router_ns, mesh_port
         self.sleeve, self.start_sleeve, self.heartbeats = sleeve, start_sleeve, heartbeats
+        # With a password the sleeve seals every datagram with per-link keys, and fastdp (no
+        # encryption of its own) is allowed only on links whose ends trust each other.
+        self.encrypted, self.no_plaintext_reason = encrypted, no_plaintext_reason
         self.links = LinkTable(settings)
         self.inbox: deque[tuple[str, PeerName, Any]] = deque(maxlen=100_000)
         self.kernel: plan.Forwarding | None = None
@@ -160,8 +167,11 @@ class OverlayService:
         reports = self._reports_due(now)
         snapshot = await self.driver.query(
             lambda core, t: self._exchange(core, t, self.links.states(), reports))
-        neighbours, routes, owner_of = snapshot
+        neighbours, routes, owner_of, crypto = snapshot
         self.links.set_neighbours(neighbours, now)
+        if self.encrypted:
+            self.links.deny_fastdp({p: self.no_plaintext_reason
+                                    for p, (_s, plain) in crypto.items() if not plain})
         if self.heartbeats is not None:
             self.heartbeats.poll()
             self.heartbeats.send(neighbours)
@@ -172,8 +182,10 @@ class OverlayService:
         if self.sleeve is not None and self.sleeve.returncode is None:
             cfg = plan.sleeve_config(self.channel.local, link_modes, routes, owner_of,
                                      self.mesh_port)
+            if self.encrypted:
+                cfg["keys"] = {p: s for p, (s, _plain) in crypto.items() if s}
             if cfg != self._sleeve_cfg:
-                self.sleeve.send_config(_as_config(cfg))
+                self.sleeve.send_config(_as_config(cfg, self.channel.local, self.encrypted))
                 self._sleeve_cfg = cfg
 
     def _drain(self, now: float) -> None:
@@ -199,9 +211,7 @@ class OverlayService:
         return due
 
     def _exchange(self, core: MeshCore, now: float, states: dict[PeerName, LinkState],
-                  reports: dict[PeerName, bytes]) -> tuple[dict[PeerName, str],
-                                                          dict[PeerName, PeerName],
-                                                          dict[str, PeerName]]:
+                  reports: dict[PeerName, bytes]) -> Snapshot:
         """Runs inside the mesh task: verdicts and reports in, a snapshot out."""
         for peer, state in states.items():
             attrs: dict[str, object] = {}
@@ -216,7 +226,7 @@ class OverlayService:
         reachable = set(routes) | {core.config.name}
         self.channel.forget(set(core.topology.entries))
         owner_of = {mac_text(m): p for m, p in self.channel.owner_of().items() if p in reachable}
-        return core.neighbours(), routes, owner_of
+        return core.neighbours(), routes, owner_of, core.link_crypto()
 
     async def _publish_local_macs(self) -> None:
         from weave_cli.net import fdb
@@ -258,13 +268,23 @@ class OverlayService:
             self._kernel_at = now
 
 
-def _as_config(cfg: dict[str, Any]) -> Any:
-    from weave_cli.sleeve.control import SleeveConfig
+def _as_config(cfg: dict[str, Any], local: PeerName, encrypted: bool) -> Any:
+    """The forwarder's config; with a password, the sleeve keys of every neighbour whose
+    control connection gave a link secret (the others get no traffic at all)."""
+    from weave_cli.crypto.kdf import sleeve_keys
+    from weave_cli.sleeve.control import SleeveConfig, SleeveKeys
+    from weave_cli.sleeve.seal import SecretKey
 
+    keys = {}
+    for peer, secret in cfg.get("keys", {}).items():
+        tx, rx = sleeve_keys(secret, local, peer)
+        keys[str(peer)] = SleeveKeys(SecretKey(tx), SecretKey(rx))
     return SleeveConfig(
         local=cfg["local"],
         neighbours={p: (a[0], a[1]) for p, a in cfg["neighbours"].items()},
         routes=dict(cfg["routes"]),
         sleeve_peers=frozenset(cfg["sleeve_peers"]),
         macs=dict(cfg["macs"]),
+        encrypted=encrypted,
+        keys=keys,
     )

@@ -40,7 +40,13 @@ from weave_cli.net.keeper import for_router as datapath_keeper
 from weave_cli.net.overlay import OverlaySpec
 from weave_cli.overlay.service import OverlayService
 from weave_cli.router import state
-from weave_cli.router.dataplane import computed_mtu, docker_watcher, start_overlay, stop_overlay
+from weave_cli.router.dataplane import (
+    computed_mtu,
+    docker_watcher,
+    fastdp_wanted,
+    start_overlay,
+    stop_overlay,
+)
 from weave_cli.router.driver import MeshDriver
 from weave_cli.router.http_api import Handlers, build_app
 from weave_cli.router.http_ipam import IPAMRoutes
@@ -209,9 +215,13 @@ async def serve(paths: Paths, cfg: LaunchConfig) -> int:
     if keeper is not None:
         mtu: int = cfg.mtu if cfg.mtu else await asyncio.to_thread(computed_mtu, cfg.peers)
         keeper.mtu = mtu
-        keeper.overlay_spec = OverlaySpec(mtu, fastdp=not cfg.no_fastdp, port=cfg.port)
+        fastdp = fastdp_wanted(cfg)
+        keeper.overlay_spec = OverlaySpec(mtu, fastdp=fastdp, port=cfg.port)
         log.info("data path: mtu %d%s, %s", mtu, "" if cfg.mtu else " (computed)",
-                 "sleeve only (--no-fastdp)" if cfg.no_fastdp else "fastdp preferred")
+                 "fastdp preferred" if fastdp and not cfg.encrypted
+                 else "fastdp only between trusted subnets, else the encrypted sleeve"
+                 if fastdp else "the encrypted sleeve" if cfg.encrypted
+                 else "sleeve only (--no-fastdp)")
         await keeper.ensure_once()  # so the bridge exists by the time the router is ready
     router = Router(paths, cfg, random.Random(int.from_bytes(os.urandom(16), "big")), keeper)
     try:

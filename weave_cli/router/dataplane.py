@@ -5,6 +5,7 @@ Docker events watcher, and the overlay MTU. The daemon calls these; nothing here
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from weave_cli.config import LaunchConfig
@@ -44,8 +45,10 @@ async def start_overlay(driver: MeshDriver, core: MeshCore, name: PeerName, cfg:
         first = await start_sleeve()
     except WeaveError as err:
         log.warning("sleeve unavailable: %s", err)
+    no_plaintext = encrypted_sleeve_reason() if cfg.encrypted else ""
     settings = LinkSettings(fastdp_enabled=spec.fastdp, fastdp_port=spec.vxlan_port,
-                            fastdp_mtu=spec.mtu)
+                            fastdp_mtu=spec.mtu,
+                            fastdp_off_reason=no_plaintext or "fastdp disabled here (--no-fastdp)")
     service: list[OverlayService] = []  # the callbacks below run only once it is filled
     channel = OverlayChannel(name, lambda peer, rep: service[0].report_received(peer, rep))
     heartbeats = None
@@ -53,7 +56,8 @@ async def start_overlay(driver: MeshDriver, core: MeshCore, name: PeerName, cfg:
         heartbeats = FastdpHeartbeats(name, spec.vxlan_port, spec.mtu,
                                       lambda peer: service[0].fastdp_heard(peer))
     overlay = OverlayService(driver, channel, settings, mesh_port=cfg.port, sleeve=first,
-                             start_sleeve=start_sleeve, heartbeats=heartbeats)
+                             start_sleeve=start_sleeve, heartbeats=heartbeats,
+                             encrypted=cfg.encrypted, no_plaintext_reason=no_plaintext)
     service.append(overlay)
     core.register_channel(OVERLAY_CHANNEL, channel)
     return overlay
@@ -64,6 +68,23 @@ async def stop_overlay(overlay: OverlayService) -> None:
         overlay.heartbeats.close()
     if overlay.sleeve is not None:
         await overlay.sleeve.stop()
+
+
+def fastdp_wanted(cfg: LaunchConfig) -> bool:
+    """fastdp carries no encryption of its own: with a password it is kept only for links
+    whose ends trust each other (--trusted-subnets); without trusted subnets it is off."""
+    if cfg.no_fastdp:
+        return False
+    return not cfg.encrypted or bool(cfg.trusted_subnets)
+
+
+@functools.cache
+def encrypted_sleeve_reason() -> str:
+    """The status reason of an encrypted link that is not on fastdp."""
+    from weave_cli.net.esp import esp_missing
+
+    missing = esp_missing()
+    return f"encrypted sleeve: {missing or 'encrypted fastdp (ESP) is not built yet'}"
 
 
 def docker_watcher(ipam: IPAMService) -> DockerWatcher:

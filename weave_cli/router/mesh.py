@@ -191,6 +191,12 @@ class MeshCore(GossipPlane):
         link's data path is plaintext: no password, or both ends trust each other)."""
         return {name: mesh_crypto.link_secret(self.conns[cid]) for name, cid in self.active.items()}
 
+    def link_crypto(self) -> dict[PeerName, tuple[bytes, bool]]:
+        """Per active connection: its 32-byte link secret (b"" without a password) and whether
+        both ends trust each other's subnet, so its data path may go unencrypted."""
+        return {name: (self.conns[cid].proto.link_secret, self.conns[cid].data_plaintext)
+                for name, cid in self.active.items()}
+
     def neighbours(self) -> dict[PeerName, str]:
         """Every peer with an active connection, and its underlay IP address."""
         return {name: self.conns[cid].address[0] for name, cid in self.active.items()}

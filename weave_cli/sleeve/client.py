@@ -41,8 +41,9 @@ CTL_BUFFER = 4 << 20
 class SleeveProcess:
     def __init__(self, *, host: str = "", port: int = MESH_PORT, python: str = sys.executable,
                  ready_timeout: float = 10.0, stderr: int | None = None,
-                 prefix: Sequence[str] = ()) -> None:
+                 prefix: Sequence[str] = (), extra_args: Sequence[str] = ()) -> None:
         self.prefix = list(prefix)  # e.g. ["nsenter", "--net=/run/netns/x", "--"] (tests, lab)
+        self.extra_args = list(extra_args)  # e.g. ["--rekey-messages", "1000"] (tests)
         self.host = host
         self.port = port
         self.python = python
@@ -70,7 +71,7 @@ class SleeveProcess:
 
     def argv(self, fd: int) -> list[str]:
         return [*self.prefix, self.python, "-m", "weave_cli.sleeve.forwarder", "--ctl-fd", str(fd),
-                "--port", str(self.port), "--host", self.host]
+                "--port", str(self.port), "--host", self.host, *self.extra_args]
 
     async def start(self) -> None:
         """Spawn the forwarder and wait for ``ready``; DatapathError with its reason if not."""

@@ -4,7 +4,9 @@ Transport: one end each of ``socketpair(AF_UNIX, SOCK_SEQPACKET)``; every messag
 object in one datagram of at most ``MAX_MESSAGE`` bytes. Router -> forwarder:
 
     {"op":"config","local":PEER,"neighbours":{PEER:[IPV4,PORT]},"routes":{PEER:PEER},
-     "sleeve_peers":[PEER],"macs":{MAC:PEER}}        full replacement of the previous one
+     "sleeve_peers":[PEER],"macs":{MAC:PEER},
+     "encrypted":BOOL,"keys":{PEER:{"tx":HEX64,"rx":HEX64}}}   full replacement
+    (``encrypted`` and ``keys`` may be absent: false and {}; keys only when encrypted)
     {"op":"stats"}                                   answered by one "stats" event
 
 Forwarder -> router: ``{"ev":"ready","ifname":..,"port":..}``, ``{"ev":"error","reason":..}``
@@ -14,6 +16,10 @@ Forwarder -> router: ``{"ev":"ready","ifname":..,"port":..}``, ``{"ev":"error","
 PEER and MAC are six lowercase hex pairs (``PeerName``'s text form; input is lower-cased).
 Decoding never raises anything but ``ControlError`` (a ``ProtocolError``), whatever the bytes:
 sizes, counts, types, addresses and ports are all checked, unknown keys are refused.
+
+``keys`` are secrets (the per-neighbour sleeve keys, ``seal.py``): they only ever travel on
+this socketpair, decode into ``SecretKey`` objects whose repr is redacted, and no error message
+quotes them. A pair must have two different keys (the nonces are direction-independent).
 """
 
 from __future__ import annotations
@@ -24,16 +30,30 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
 from weave_cli.errors import ProtocolError
+from weave_cli.sleeve.seal import KEY_SIZE, SecretKey
 
 MAX_MESSAGE = 1 << 20
 MAX_PEERS = 4096  # entries in neighbours, routes, sleeve_peers
 MAX_MACS = 1 << 16
 MAX_REASON = 1000
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_HEX_KEY = re.compile(r"^[0-9a-fA-F]{%d}$" % (2 * KEY_SIZE))
 
 
 class ControlError(ProtocolError):
     """A control message that is not one of the protocol's messages."""
+
+
+@dataclass(frozen=True)
+class SleeveKeys:
+    """One neighbour's pair: ``tx`` seals what we send it, ``rx`` opens what it sends us (its
+    ``tx`` for us). Secret: the repr shows neither."""
+
+    tx: SecretKey
+    rx: SecretKey
+
+    def __repr__(self) -> str:
+        return "SleeveKeys(<redacted>)"
 
 
 @dataclass(frozen=True)
@@ -43,12 +63,19 @@ class SleeveConfig:
     routes: dict[str, str] = field(default_factory=dict)
     sleeve_peers: frozenset[str] = frozenset()
     macs: dict[str, str] = field(default_factory=dict)
+    encrypted: bool = False  # the network has a password: only sealed datagrams, keyed peers
+    keys: dict[str, SleeveKeys] = field(default_factory=dict, repr=False)
 
     def encode(self) -> bytes:
+        if self.keys and not self.encrypted:
+            raise ControlError("sleeve keys given but encrypted is false")
         return _dump({
             "op": "config", "local": self.local,
             "neighbours": {p: [a, port] for p, (a, port) in self.neighbours.items()},
             "routes": self.routes, "sleeve_peers": sorted(self.sleeve_peers), "macs": self.macs,
+            "encrypted": self.encrypted,
+            "keys": {p: {"tx": k.tx.reveal().hex(), "rx": k.rx.reveal().hex()}
+                     for p, k in self.keys.items()},
         })
 
 
@@ -143,6 +170,21 @@ def _map(value: object, what: str, limit: int) -> dict[str, object]:
     return value
 
 
+def _key(value: object, peer: str, which: str) -> SecretKey:
+    if not isinstance(value, str) or not _HEX_KEY.match(value):
+        raise ControlError(f"the {which} key for {peer} is not {2 * KEY_SIZE} hex digits")
+    return SecretKey(bytes.fromhex(value))
+
+
+def _pair(value: object, peer: str) -> SleeveKeys:
+    if not isinstance(value, dict) or set(value) != {"tx", "rx"}:
+        raise ControlError(f"the keys for {peer} must be an object with tx and rx")
+    keys = SleeveKeys(_key(value["tx"], peer, "tx"), _key(value["rx"], peer, "rx"))
+    if keys.tx == keys.rx:
+        raise ControlError(f"the tx and rx keys for {peer} are equal")
+    return keys
+
+
 def decode_request(data: bytes) -> SleeveConfig | StatsRequest:
     obj = _load(data)
     op = obj.get("op")
@@ -151,7 +193,15 @@ def decode_request(data: bytes) -> SleeveConfig | StatsRequest:
         return StatsRequest()
     if op != "config":
         raise ControlError(f"unknown op {str(op)[:40]!r}")
-    _keys(obj, {"op", "local", "neighbours", "routes", "sleeve_peers", "macs"})
+    _keys(obj, {"op", "local", "neighbours", "routes", "sleeve_peers", "macs"},
+          frozenset({"encrypted", "keys"}))
+    encrypted = obj.get("encrypted", False)
+    if type(encrypted) is not bool:
+        raise ControlError("encrypted must be true or false")
+    keys = {(peer := _mac(p, "key peer")): _pair(k, peer)
+            for p, k in _map(obj.get("keys", {}), "keys", MAX_PEERS).items()}
+    if keys and not encrypted:
+        raise ControlError("sleeve keys given but encrypted is false")
     neighbours = {_mac(p, "neighbour"): _addr(a)
                   for p, a in _map(obj["neighbours"], "neighbours", MAX_PEERS).items()}
     routes = {_mac(d, "route destination"): _mac(h, "next hop")
@@ -164,6 +214,7 @@ def decode_request(data: bytes) -> SleeveConfig | StatsRequest:
     return SleeveConfig(
         local=_mac(obj["local"], "local"), neighbours=neighbours, routes=routes,
         sleeve_peers=frozenset(_mac(p, "sleeve peer") for p in peers), macs=macs,
+        encrypted=encrypted, keys=keys,
     )
 
 

@@ -15,6 +15,10 @@ frame is written to the TAP with one ``writev`` of the chunks (no copy), part of
 reassembler as a single piece, and one for another peer is relayed with one ``sendmsg``. Any
 other batch is taken datagram by datagram. Counters are plain ints (``counters()``); nothing is
 logged per packet; garbage is counted and dropped, never raised.
+
+With encryption on (``sealed``, the config's ``encrypted``) every receive goes to
+``unseal.Opener`` instead (which uses the same tables, ``write`` and ``on_control``), and every
+send is sealed by the ``Sender``; the plain paths here are not used at all then.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import time
 
 from weave_cli.sleeve import batch, wire
 from weave_cli.sleeve.control import SleeveConfig
 from weave_cli.sleeve.links import Link, LinkTable, peer_bytes
 from weave_cli.sleeve.sender import GSO_SEGMENTS, HEADROOM, SOL_UDP, UDP_GRO, Sender
 from weave_cli.sleeve.tap import vnet_ok
+from weave_cli.sleeve.unseal import Opener
 
 H = wire.HEADER_SIZE
 _MAC = struct.Struct("6s")
@@ -62,11 +68,16 @@ class Datapath:
         self.tap_tx_errors = self.udp_rx = self.udp_rx_calls = self.rx_bad = 0
         self.rx_unknown = self.relayed = self.ttl_expired = self.no_route = 0
         self.not_sleeve = 0
+        self.sealed = False
+        self.opener = Opener(self)
 
-    def configure(self, cfg: SleeveConfig) -> None:
+    def configure(self, cfg: SleeveConfig, now: float | None = None) -> None:
         local = peer_bytes(cfg.local)
+        keys = {peer_bytes(p): (k.tx, k.rx) for p, k in cfg.keys.items()}
         self.links.configure(local, {peer_bytes(p): a for p, a in cfg.neighbours.items()
-                                     if peer_bytes(p) != local})
+                                     if peer_bytes(p) != local}, cfg.encrypted, keys,
+                             time.monotonic() if now is None else now)
+        self.sealed = cfg.encrypted
         links = self.links.links
         hops = dict(links)  # a neighbour is its own next hop unless the routes say otherwise
         for dst, hop in cfg.routes.items():
@@ -92,7 +103,9 @@ class Datapath:
         out.update(udp_tx=self.out.udp_tx, udp_tx_calls=self.out.udp_tx_calls,
                    udp_tx_errors=self.out.udp_tx_errors, reasm_dropped=self.reasm.dropped,
                    reasm_pending=self.reasm.pending(), heartbeats_rx=self.links.heartbeats_rx,
-                   probes_rx=self.links.probes_rx)
+                   probes_rx=self.links.probes_rx, rx_plaintext=self.opener.rx_plaintext,
+                   rx_no_key=self.opener.rx_no_key, tx_no_key=self.out.tx_no_key,
+                   **self.links.book.counters())
         return out
 
     # --- TAP -> UDP -------------------------------------------------------------------
@@ -136,7 +149,9 @@ class Datapath:
             for level, kind, data in anc:
                 if level == SOL_UDP and kind == UDP_GRO and len(data) >= 4:
                     seg = _INT.unpack_from(data)[0] or n
-            if seg >= n:
+            if self.sealed:
+                self.opener.batch(n, min(seg, n), addr, now)
+            elif seg >= n:
                 one(0, n, addr, now)
             elif not self._batch(n, seg, now):
                 for pos in range(0, n, seg):
@@ -169,7 +184,7 @@ class Datapath:
             return True
         frame = self.reasm.add(head.src, head.seq, head.offset, total, b"".join(chunks), now)
         if frame is not None:
-            self._write(memoryview(frame), 0, total)
+            self.write(memoryview(frame), 0, total)
         return True
 
     def _relay_batch(self, head: wire.Header, layout: batch.Layout, n: int) -> bool:
@@ -212,11 +227,11 @@ class Datapath:
             self.rx_unknown += 1
         elif dst == self.local:
             if off == 0 and body == total:
-                self._write(self.umv, pos + H, total)
+                self.write(self.umv, pos + H, total)
             else:
                 frame = self.reasm.add(src, seq, off, total, self.umv[pos + H : end], now)
                 if frame is not None:
-                    self._write(memoryview(frame), 0, total)
+                    self.write(memoryview(frame), 0, total)
         elif ttl <= 1:
             self.ttl_expired += 1
         elif (link := self.hops.get(dst)) is None:
@@ -230,7 +245,7 @@ class Datapath:
                 self.out.fragments(self.umv[pos + H : end], off, total, link, ttl - 1,
                                    src, dst, seq)
 
-    def _write(self, view: memoryview, off: int, n: int) -> None:
+    def write(self, view: memoryview, off: int, n: int) -> None:
         if not vnet_ok(view, off, n):
             self.tap_tx_bad += 1
             return
@@ -244,11 +259,18 @@ class Datapath:
         head = wire.parse(self.umv[pos:end])
         if head is None or head.kind == wire.DATA or head.dst != self.local:
             self.rx_bad += 1
-        elif head.kind == wire.HEARTBEAT:
-            self.links.heartbeat(head.src, addr, now)
-        elif head.kind == wire.PROBE:
-            ack = self.links.probe(head.src, addr, head.seq, head.total, head.offset == 1)
-            if ack is not None:
-                self.out.datagram(ack, addr)
         else:
-            self.links.ack(head.src, head.total, now, head.offset == 1)
+            self.on_control(head.kind, head.src, addr, head.seq, head.offset, head.total, now)
+
+    def on_control(self, kind: int, src: bytes, addr: Addr, seq: int, off: int, total: int,
+                   now: float) -> None:
+        """A well-formed (and, when sealed, authenticated) control datagram for us."""
+        if kind == wire.HEARTBEAT:
+            self.links.heartbeat(src, addr, now)
+        elif kind == wire.PROBE:
+            ack = self.links.probe(src, addr, seq, total, off == 1)
+            link = self.links.links.get(src)
+            if ack is not None and link is not None:
+                self.out.control(ack, link, 1, None, addr)
+        elif kind == wire.PROBE_ACK:
+            self.links.ack(src, total, now, off == 1)

@@ -26,7 +26,8 @@ from functools import partial
 
 from weave_cli.names import MESH_PORT, SLEEVE_IFNAME
 from weave_cli.net.errors import DatapathError
-from weave_cli.sleeve import control, engine, links, sender, tap, wire
+from weave_cli.sleeve import control, engine, links, seal, sender, tap, wire
+from weave_cli.sleeve.keybook import KeyBook
 
 log = logging.getLogger("weave.sleeve")
 BUDGET = 64
@@ -86,11 +87,12 @@ def parent_death_signal() -> None:
 
 
 class Forwarder:
-    def __init__(self, ctl: socket.socket, tap_fd: int, sock: socket.socket) -> None:
+    def __init__(self, ctl: socket.socket, tap_fd: int, sock: socket.socket,
+                 book: KeyBook | None = None) -> None:
         self.ctl = ctl
         self.tap_fd = tap_fd
         self.sock = sock
-        self.links = links.LinkTable(route_mtu)
+        self.links = links.LinkTable(route_mtu, book=book)
         self.dp = engine.Datapath(tap_fd, sock, self.links)
         self.next_expire = 0.0
         self.last_log = -LOG_EVERY
@@ -124,6 +126,9 @@ class Forwarder:
                 log.warning("ignoring bad control message (%d so far): %s", self.bad_control, err)
             return True
         if isinstance(request, control.SleeveConfig):
+            if request.encrypted != self.dp.sealed:
+                log.info("sleeve datagrams are %s", "encrypted (AES-256-GCM)"
+                         if request.encrypted else "NOT encrypted")
             self.dp.configure(request)
         else:
             counters = self.dp.counters()
@@ -135,14 +140,14 @@ class Forwarder:
     def timers(self, now: float) -> None:
         for out in self.links.tick(now):
             if out.batch:
-                view = memoryview(out.data)
-                self.dp.out.gather([view, view], len(out.data), 2, out.link.addr)
+                self.dp.out.control(out.data, out.link, 2)
             else:
-                self.dp.out.datagram(out.data, out.link.addr,
-                                     partial(self.links.send_failed, out, now))
+                self.dp.out.control(out.data, out.link, 1,
+                                    partial(self.links.send_failed, out, now))
         if now >= self.next_expire:
             self.next_expire = now + EXPIRE_EVERY
             self.dp.reasm.expire(now)
+            self.links.book.expire(now)
 
     def run(self) -> int:
         ep = select.epoll()
@@ -178,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=MESH_PORT)
     parser.add_argument("--host", default="")
     parser.add_argument("--ifname", default=SLEEVE_IFNAME)
+    # Rekeying limits (tests and experiments; the router does not pass them).
+    parser.add_argument("--rekey-messages", type=int, default=seal.REKEY_AFTER_MESSAGES)
+    parser.add_argument("--rekey-seconds", type=float, default=seal.REKEY_AFTER_SECONDS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="weave-sleeve[%(process)d]: %(message)s")
     parent_death_signal()
@@ -197,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 1
     port = sock.getsockname()[1]
-    fwd = Forwarder(ctl, tap_fd, sock)
+    fwd = Forwarder(ctl, tap_fd, sock, KeyBook(args.rekey_messages, args.rekey_seconds))
     fwd.emit(control.Ready(args.ifname, port))
     log.info("sleeve up on %s, UDP port %d (frame overhead %d bytes)", args.ifname, port,
              wire.FRAME_OVERHEAD)

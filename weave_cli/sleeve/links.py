@@ -11,6 +11,12 @@ the frame bytes one datagram carries on it (from ``pmtu.current``); the data pat
 A peer is "(re)appearing" on its first heartbeat, on one from a new address, or on one after
 ``SILENCE`` seconds without any: then a ``heard`` event goes out at once and PMTU discovery
 restarts; otherwise ``heard`` is repeated at most once per ``HEARD_EVERY`` seconds.
+
+Encryption (``sealed``, the config's ``encrypted``): ``tx``/``rx`` are the link's key states
+(from the ``KeyBook``, kept across configs), and ``cap`` and the reported MTU leave room for
+the seal. A link without keys then gets nothing at all, not even heartbeats or probes, and the
+data path only calls ``heartbeat``/``probe``/``ack`` for datagrams that authenticated, so a
+forged heartbeat cannot make a link look alive.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from collections.abc import Callable
 
 from weave_cli.sleeve import wire
 from weave_cli.sleeve.control import Event, Heard, Pmtu
+from weave_cli.sleeve.keybook import KeyBook, Pair
 from weave_cli.sleeve.pmtu import PathMtu
+from weave_cli.sleeve.seal import RxState, TxState
 
 Addr = tuple[str, int]
 SILENCE = 10.0
@@ -36,7 +44,7 @@ def peer_bytes(text: str) -> bytes:
 
 class Link:
     __slots__ = ("peer", "name", "addr", "learned", "cap", "gso", "pmtu", "last_heard",
-                 "last_event", "probe_id")
+                 "last_event", "probe_id", "sealed", "tx", "rx")
 
     def __init__(self, peer: bytes, addr: Addr, pmtu: PathMtu) -> None:
         self.peer = peer
@@ -49,6 +57,12 @@ class Link:
         self.last_heard: float | None = None
         self.last_event = 0.0
         self.probe_id = 0
+        self.sealed = False  # encryption on: only sealed datagrams, none without ``tx``
+        self.tx: TxState | None = None
+        self.rx: RxState | None = None
+
+    def __repr__(self) -> str:
+        return f"Link({self.name}, {self.addr}, cap={self.cap}, sealed={self.sealed})"
 
 
 class Outgoing:
@@ -66,9 +80,11 @@ class Outgoing:
 
 class LinkTable:
     def __init__(self, route_mtu: Callable[[Addr], int],
-                 make_pmtu: Callable[[], PathMtu] = PathMtu) -> None:
+                 make_pmtu: Callable[[], PathMtu] = PathMtu, book: KeyBook | None = None) -> None:
         self.route_mtu = route_mtu
         self.make_pmtu = make_pmtu
+        self.book = book or KeyBook()
+        self.sealed = False
         self.local = b""
         self.links: dict[bytes, Link] = {}
         self.events: list[Event] = []
@@ -76,9 +92,15 @@ class LinkTable:
         self.heartbeats_rx = 0
         self.probes_rx = 0
 
-    def configure(self, local: bytes, neighbours: dict[bytes, Addr]) -> None:
-        """Adopt a new neighbour set; links that stay keep their learned address and MTU."""
+    def configure(self, local: bytes, neighbours: dict[bytes, Addr], sealed: bool = False,
+                  keys: dict[bytes, Pair] | None = None, now: float = 0.0) -> None:
+        """Adopt a new neighbour set; links that stay keep their learned address and MTU, and
+        their key states while their keys are unchanged (``KeyBook``)."""
         self.local = local
+        self.sealed = sealed
+        keys = keys or {}
+        self.book.configure({p: k for p, k in keys.items() if p in neighbours} if sealed else {},
+                            now)
         old = self.links
         self.links = {}
         for peer, addr in neighbours.items():
@@ -87,6 +109,12 @@ class LinkTable:
                 link = Link(peer, addr, self.make_pmtu())
             elif not link.learned:
                 link.addr = addr
+            if link.sealed != sealed:
+                link.pmtu.reported = None  # report the MTU again, with the new overhead
+            link.sealed = sealed
+            link.tx = self.book.tx.get(peer)
+            link.rx = self.book.rx.get(peer)
+            link.cap = wire.payload_capacity(link.pmtu.current, sealed)
             self.links[peer] = link
 
     def tick(self, now: float) -> list[Outgoing]:
@@ -96,8 +124,10 @@ class LinkTable:
             self.next_heartbeat = now + wire.HEARTBEAT_INTERVAL
             if self.local:
                 out = [Outgoing(wire.heartbeat(self.local, p), link)
-                       for p, link in self.links.items()]
+                       for p, link in self.links.items() if link.tx or not link.sealed]
         for link in self.links.values():
+            if link.sealed and link.tx is None:
+                continue
             pm = link.pmtu
             if pm.due(now):
                 pm.rerun_now(self.route_mtu(link.addr), now)
@@ -105,7 +135,8 @@ class LinkTable:
             if due is not None:
                 size, batch = due
                 link.probe_id = (link.probe_id + 1) & 0xFFFFFFFF
-                data = wire.probe(self.local, link.peer, link.probe_id, size, batch)
+                data = wire.probe(self.local, link.peer, link.probe_id, size, batch,
+                                  link.sealed)
                 out.append(Outgoing(data, link, size, batch))
             self._update(link)
         return out
@@ -148,11 +179,11 @@ class LinkTable:
             self._update(out.link)
 
     def _update(self, link: Link) -> None:
-        link.cap = wire.payload_capacity(link.pmtu.current)
+        link.cap = wire.payload_capacity(link.pmtu.current, link.sealed)
         link.gso = link.pmtu.batch_ok
         mtu = link.pmtu.take_report()
         if mtu is not None:
-            self.events.append(Pmtu(link.name, wire.ethernet_mtu(mtu)))
+            self.events.append(Pmtu(link.name, wire.ethernet_mtu(mtu, link.sealed)))
 
     def take_events(self) -> list[Event]:
         events, self.events = self.events, []

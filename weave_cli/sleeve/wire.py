@@ -6,7 +6,7 @@ Every UDP datagram on port 6783 starts with the 28-byte header ``HEADER`` (netwo
     0  version  u8   VERSION (1); anything else is dropped
     1  kind     u8   DATA, HEARTBEAT, PROBE or PROBE_ACK
     2  ttl      u8   hops left; a relay decrements it and drops the datagram at 0
-    3  flags    u8   0 (reserved: "sealed" when per-datagram encryption arrives)
+    3  flags    u8   0 plain, SEALED (1) encrypted; anything else is dropped
     4  src      6s   the peer that captured the frame (never rewritten by relays)
     10 dst      6s   the peer that must write it to its TAP
     16 seq      u32  DATA: frame number of src (wraps); PROBE/ACK: probe id; HEARTBEAT: 0
@@ -20,8 +20,18 @@ not fit one datagram is cut into pieces named by (src, seq, offset, total). Offs
 than index/count let a relay split a piece further for a narrower next link without
 reassembling anything: pieces of one frame never overlap, so the frame is complete when the
 byte ranges received (disjoint; an overlapping piece is dropped as a duplicate) add up to
-``total``. Everything after the header is the (future)
-seal boundary: an AEAD would cover the header as associated data and seal the rest.
+``total``.
+
+A SEALED datagram (the network has a password; ``seal.py``) extends the header to 40 bytes
+(``SEALED``) and ends with a 16-byte AES-GCM tag; the 40 bytes are the associated data, the
+body (frame bytes, probe padding) is the ciphertext::
+
+    28 hop      6s   the neighbour that sealed it (its key opens it; relays re-seal)
+    34 epoch    u16  the low 16 bits of the sender's key epoch
+    36 pseq     u32  the datagram's number in that epoch (the nonce, and the replay window's)
+
+So sealing costs ``SEAL_OVERHEAD`` (28) bytes per datagram, which ``payload_capacity`` and
+``ethernet_mtu`` take off when ``sealed``; a probe of size S stays an S-byte IP datagram.
 """
 
 from __future__ import annotations
@@ -32,6 +42,12 @@ from typing import NamedTuple
 
 HEADER = struct.Struct("!BBBB6s6sIII")
 HEADER_SIZE = HEADER.size  # 28
+SEALED = struct.Struct("!BBBB6s6sIII6sHI")
+SEALED_SIZE = SEALED.size  # 40
+TAG_SIZE = 16
+SEAL_OVERHEAD = SEALED_SIZE - HEADER_SIZE + TAG_SIZE  # 28
+FLAG_SEALED = 1
+EPOCH_MASK = 0xFFFF  # the epoch field carries the low 16 bits
 VERSION = 1
 DATA, HEARTBEAT, PROBE, PROBE_ACK = 1, 2, 3, 4
 KINDS = frozenset((DATA, HEARTBEAT, PROBE, PROBE_ACK))
@@ -47,14 +63,19 @@ DATAGRAM_OVERHEAD = IP_UDP_OVERHEAD + HEADER_SIZE  # 56
 FRAME_OVERHEAD = DATAGRAM_OVERHEAD + VNET_HDR_SIZE  # 66
 
 
-def payload_capacity(pmtu: int) -> int:
+def overhead(sealed: bool) -> int:
+    """IP, UDP and sleeve bytes around the frame bytes of one datagram."""
+    return DATAGRAM_OVERHEAD + SEAL_OVERHEAD if sealed else DATAGRAM_OVERHEAD
+
+
+def payload_capacity(pmtu: int, sealed: bool = False) -> int:
     """Frame bytes one datagram carries on a path whose IP MTU is ``pmtu``."""
-    return max(1, min(pmtu, MAX_PMTU) - DATAGRAM_OVERHEAD)
+    return max(1, min(pmtu, MAX_PMTU) - overhead(sealed))
 
 
-def ethernet_mtu(pmtu: int) -> int:
+def ethernet_mtu(pmtu: int, sealed: bool = False) -> int:
     """The ``mtu`` of the pmtu event: the largest ethernet frame carried in one datagram."""
-    return min(pmtu, MAX_PMTU) - FRAME_OVERHEAD
+    return min(pmtu, MAX_PMTU) - overhead(sealed) - VNET_HDR_SIZE
 
 
 class Header(NamedTuple):
@@ -72,32 +93,35 @@ def parse(data: bytes | bytearray | memoryview) -> Header | None:
     if len(data) < HEADER_SIZE:
         return None
     version, kind, ttl, flags, src, dst, seq, offset, total = HEADER.unpack_from(data)
-    if version != VERSION or kind not in KINDS or flags != 0:
+    if version != VERSION or flags != 0:
         return None
-    body = len(data) - HEADER_SIZE
-    if kind == DATA:
-        if body == 0 or total > MAX_FRAME or offset + body > total:
-            return None
-    elif kind == PROBE:
-        if not MIN_PMTU <= total <= MAX_PMTU or body + DATAGRAM_OVERHEAD != total or offset > 1:
-            return None
-    elif kind == PROBE_ACK:
-        if not MIN_PMTU <= total <= MAX_PMTU or body != 0 or offset > 1:
-            return None
-    elif body != 0:  # heartbeat
+    if not body_ok(kind, len(data) - HEADER_SIZE, offset, total, DATAGRAM_OVERHEAD):
         return None
     return Header(kind, ttl, src, dst, seq, offset, total)
+
+
+def body_ok(kind: int, body: int, offset: int, total: int, over: int) -> bool:
+    """Whether a ``kind`` datagram may carry ``body`` bytes (plain or opened) with these
+    fields; ``over`` is the IP + UDP + sleeve overhead (a probe is exactly ``total`` bytes)."""
+    if kind == DATA:
+        return 0 < body and total <= MAX_FRAME and offset + body <= total
+    if kind == PROBE:
+        return MIN_PMTU <= total <= MAX_PMTU and body + over == total and offset <= 1
+    if kind == PROBE_ACK:
+        return MIN_PMTU <= total <= MAX_PMTU and body == 0 and offset <= 1
+    return kind == HEARTBEAT and body == 0
 
 
 def heartbeat(src: bytes, dst: bytes) -> bytes:
     return HEADER.pack(VERSION, HEARTBEAT, 1, 0, src, dst, 0, 0, 0)
 
 
-def probe(src: bytes, dst: bytes, probe_id: int, size: int, batch: bool = False) -> bytes:
-    """A PMTU probe whose IP datagram is exactly ``size`` bytes (zero padding); ``batch``
-    (offset 1) marks the two copies of a batch check, and the ack echoes it."""
+def probe(src: bytes, dst: bytes, probe_id: int, size: int, batch: bool = False,
+          sealed: bool = False) -> bytes:
+    """A PMTU probe whose IP datagram is exactly ``size`` bytes (zero padding; ``sealed``: once
+    sealed); ``batch`` (offset 1) marks the two copies of a batch check, and the ack echoes it."""
     head = HEADER.pack(VERSION, PROBE, 1, 0, src, dst, probe_id & 0xFFFFFFFF, int(batch), size)
-    return head + bytes(size - DATAGRAM_OVERHEAD)
+    return head + bytes(size - overhead(sealed))
 
 
 def probe_ack(src: bytes, dst: bytes, probe_id: int, size: int, batch: bool = False) -> bytes:

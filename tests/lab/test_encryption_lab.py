@@ -1,0 +1,176 @@
+"""A password-protected network on real routers: who connects, what crosses, what is seen.
+
+* ``en1``: h1 and h2 share a password, h3 has another one and h4 none (it joins h1). h1-h2 is
+  established on the encrypted sleeve (the kernel has no ESP, and status says so), containers
+  on h1 and h2 talk; h3 and h4 never establish (``auth_failed`` in the dialling side's status)
+  and containers on them reach nobody; a capture on the lab switch while c1 sends a marker to
+  c2 finds the marker nowhere, no VXLAN packet crosses, and a plaintext sleeve datagram sent
+  to h2 is not delivered; the password is in no report, status, log or router command line.
+* ``en2``: the same marker without a password is found by the same capture (so the capture
+  works), and ``--trusted-subnets`` on both sides lets the link use fastdp.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from dputil import FAST, Checks, lab_run, link_mode, links, serving, silent, udp, until
+from labutil import Lab, weave
+
+pytestmark = pytest.mark.lab
+Names = Callable[[str], str]
+MARKER = "weave-marker-7f3a9c"
+SECRET = "correct horse battery staple 42"
+
+CAPTURE = r"""
+import socket, sys, time
+marker, seconds = sys.argv[1].encode(), float(sys.argv[2])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.settimeout(0.2)  # every port of the switch: each frame is seen entering and leaving
+found = vxlan = frames = 0
+end = time.monotonic() + seconds
+print("ready", flush=True)
+while time.monotonic() < end:
+    try:
+        f = s.recv(70000)
+    except socket.timeout:
+        continue
+    frames += 1
+    found += marker in f
+    # IPv4 (ethertype 0x0800), UDP (proto 17), destination port 6784: VXLAN
+    if f[12:14] == b"\x08\x00" and f[23] == 17:
+        ihl = (f[14] & 15) * 4
+        vxlan += f[14 + ihl + 2:14 + ihl + 4] == (6784).to_bytes(2, "big")
+print(f"frames {frames} marker {found} vxlan {vxlan}")
+"""
+
+SEND_MARKER = r"""
+import socket, sys, time
+addr, port, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(20):
+    s.sendto(marker * 8, (addr, port)); time.sleep(0.05)
+"""
+
+
+@contextmanager
+def capture(net: Lab, seconds: float) -> Iterator[list[str]]:
+    """Frames crossing the lab switch while the block runs; the result line lands in the list."""
+    proc = subprocess.Popen(["nsenter", f"--net=/run/netns/wl-{net.name}-sw", "--", sys.executable,
+                             "-c", CAPTURE, MARKER, str(seconds)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    result: list[str] = []
+    try:
+        yield result
+    finally:
+        out, err = proc.communicate(timeout=seconds + 10)
+        result.append(out.strip() or err.strip())
+
+
+def counts(line: str) -> dict[str, int]:
+    words = line.split()
+    return {words[i]: int(words[i + 1]) for i in range(0, len(words) - 1, 2)}
+
+
+def password_file(tmp: Path, name: str, text: str) -> str:
+    path = tmp / name
+    path.write_text(text + "\n")
+    os.chmod(path, 0o600)
+    return str(path)
+
+
+def test_password_network(lab_names: Names) -> None:
+    net = Lab(lab_names("en1"))
+    tmp = Path(tempfile.mkdtemp(prefix="weave-en1-"))
+    good, bad = password_file(tmp, "good", SECRET), password_file(tmp, "bad", "another one")
+    weave("lab", "up", "--name", net.name, "--hosts", "4", "--bare")
+    net.weave("h1", "launch", "--password-file", good, *FAST)
+    net.weave("h2", "launch", "198.18.0.1", "--password-file", good, *FAST)
+    # h3 and h4 never join, so they get address rings of their own (consensus=1)
+    net.weave("h3", "launch", "198.18.0.1", "--password-file", bad, "--ipalloc-init",
+              "consensus=1", *FAST)
+    net.weave("h4", "launch", "198.18.0.1", "--ipalloc-init", "consensus=1", *FAST)
+    checks = Checks("password-protected network (en1)")
+    with checks.must("h1-h2 established on the encrypted sleeve, saying why not fastdp"):
+        line, _ = until("h1-h2 sleeve", lambda: link_mode(net, "h1", "h2", "sleeve"))
+        print(line)
+        assert "kernel has no ESP" in str(links(net, "h1")["h2"].attrs.get("fastdp", "")), line
+        assert links(net, "h1")["h2"].attrs.get("encrypted") in (True, "true"), line
+    for host in ("h3", "h4"):
+        with checks(f"{host} (wrong or no password) never establishes: auth_failed"):
+            until(f"{host} auth_failed", lambda h=host: "auth_failed" in " ".join(
+                str(c.get("Info")) for c in net.report(h)["Router"]["Connections"]), timeout=20)
+            assert all(v.state != "established" for v in links(net, host).values())
+    c1, c2 = lab_run(net, "h1", "c1"), lab_run(net, "h2", "c2")
+    with serving(net, "c1", "c2"):
+        with checks.must("c1 (h1) <-> c2 (h2) through the encrypted sleeve"):
+            print(until("c1 -> c2", lambda: udp(net, "c1", c2))[0].line)
+            assert udp(net, "c2", c1)
+        with checks("the capture on the switch finds no marker and no VXLAN"):
+            with capture(net, 4.0) as seen:
+                net.exec("c1", sys.executable, "-c", SEND_MARKER, c2, "7777", MARKER)
+                time.sleep(1.5)
+            got = counts(seen[0])
+            print("capture:", seen[0])
+            assert got["frames"] > 20 and got["marker"] == 0 and got["vxlan"] == 0, seen[0]
+        with checks("a plaintext sleeve datagram to h2 is not delivered"):
+            # what an unencrypted peer would send: the forwarder must drop it
+            net.exec("h4", sys.executable, "-c", SEND_MARKER, "198.18.0.2", "6783", MARKER)
+        for host in ("h3", "h4"):
+            with checks(f"a container on {host} reaches nobody"):
+                c = lab_run(net, host, f"c{host[1]}", f"ip:10.32.7.{host[1]}/12")
+                assert silent(udp(net, f"c{host[1]}", c1, seconds=2.0)), c
+    with checks("the password appears in no report, status, log or command line"):
+        texts = [str(net.report("h1")), net.weave("h1", "status").stdout,
+                 net.weave("h1", "status", "connections").stdout]
+        state, run = net.host_dirs("h1")
+        texts.append((run / "weave.log").read_text(errors="replace"))
+        for pid_file in ("router.pid", "weave.pid"):
+            pid = (run / pid_file).read_text().strip()
+            texts.append(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"))
+            texts.append(Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace"))
+        assert not [t[:80] for t in texts if SECRET in t]
+        assert (run / "password").stat().st_mode & 0o777 == 0o600
+    checks.done()
+
+
+def test_marker_is_seen_without_a_password_and_trusted_subnets_use_fastdp(
+    lab_names: Names,
+) -> None:
+    net = Lab(lab_names("en2"))
+    tmp = Path(tempfile.mkdtemp(prefix="weave-en2-"))
+    good = password_file(tmp, "good", SECRET)
+    weave("lab", "up", "--name", net.name, "--hosts", "3", "--bare")
+    net.weave("h1", "launch", *FAST)
+    net.weave("h2", "launch", "198.18.0.1", *FAST)
+    checks = Checks("capture control and trusted subnets (en2)")
+    c1, c2 = lab_run(net, "h1", "c1"), lab_run(net, "h2", "c2")
+    with serving(net, "c2"):
+        until("c1 -> c2", lambda: udp(net, "c1", c2))
+        with checks.must("without a password the capture does see the marker"):
+            with capture(net, 3.0) as seen:
+                net.exec("c1", sys.executable, "-c", SEND_MARKER, c2, "7777", MARKER)
+                time.sleep(1.0)
+            print("capture:", seen[0])
+            assert counts(seen[0])["marker"] > 0, seen[0]
+    for host in ("h1", "h2"):
+        net.weave(host, "reset", "--force")
+    net.weave("h1", "launch", "--password-file", good, "--trusted-subnets", "198.18.0.0/24",
+              *FAST)
+    net.weave("h2", "launch", "198.18.0.1", "--password-file", good, "--trusted-subnets",
+              "198.18.0.0/24", *FAST)
+    with checks("both sides trust each other: the link may use (plaintext) fastdp"):
+        print(until("h1-h2 fastdp", lambda: link_mode(net, "h1", "h2", "fastdp"))[0])
+    net.weave("h3", "launch", "198.18.0.1", "--password-file", good, *FAST)
+    with checks("a peer that does not trust h1 stays on the encrypted sleeve"):
+        print(until("h1-h3 sleeve", lambda: link_mode(net, "h1", "h3", "sleeve"))[0])
+    checks.done()
