@@ -174,3 +174,49 @@ def test_marker_is_seen_without_a_password_and_trusted_subnets_use_fastdp(
     with checks("a peer that does not trust h1 stays on the encrypted sleeve"):
         print(until("h1-h3 sleeve", lambda: link_mode(net, "h1", "h3", "sleeve"))[0])
     checks.done()
+
+
+FLOOD = r"""
+import os, socket, sys, time
+addr, seconds = sys.argv[1], float(sys.argv[2])
+end = time.monotonic() + seconds
+opened = refused = 0
+while time.monotonic() < end:
+    s = socket.socket(); s.settimeout(0.5)
+    try:
+        s.connect((addr, 6783))
+        s.send(b"WVPY\x01\x01\x01" + os.urandom(32))  # an encrypted preamble, then garbage
+        opened += 1
+    except OSError:
+        refused += 1
+    finally:
+        s.close()
+print(f"opened {opened} refused {refused}")
+"""
+
+
+def test_a_handshake_flood_does_not_disturb_established_peers(lab_names: Names) -> None:
+    net = Lab(lab_names("en3"))
+    tmp = Path(tempfile.mkdtemp(prefix="weave-en3-"))
+    good = password_file(tmp, "good", SECRET)
+    weave("lab", "up", "--name", net.name, "--hosts", "3", "--bare")
+    net.weave("h1", "launch", "--password-file", good, *FAST)
+    net.weave("h2", "launch", "198.18.0.1", "--password-file", good, *FAST)
+    until("h1-h2 sleeve", lambda: link_mode(net, "h1", "h2", "sleeve"))
+    c1, c2 = lab_run(net, "h1", "c1"), lab_run(net, "h2", "c2")
+    with serving(net, "c2"):
+        until("c1 -> c2", lambda: udp(net, "c1", c2))
+        flood = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/wl-{net.name}-h3", "--", sys.executable, "-c", FLOOD,
+             "198.18.0.1", "8"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(1.0)
+            during = [bool(udp(net, "c1", c2, seconds=2.0)) for _ in range(3)]
+            modes = [link_mode(net, "h1", "h2", "sleeve") for _ in range(3)]
+        finally:
+            out, err = flood.communicate(timeout=30)
+    print("flood:", out.strip() or err.strip())
+    assert int(out.split()[1]) > 200, out  # the flood really hit the port
+    assert all(during), "traffic between established peers stopped during the flood"
+    assert all(modes), f"the h1-h2 link left established during the flood: {modes}"
+    assert net.weave("h1", "status").returncode == 0
