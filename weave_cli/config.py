@@ -116,6 +116,9 @@ def parse_http_addr(text: str) -> tuple[str, int]:
     return host, parse_port(port)
 
 
+MAX_TRUSTED_SUBNETS = 5
+
+
 def parse_subnets(cidrs: list[str]) -> list[str]:
     """``--trusted-subnets`` entries (each may itself be comma-separated) as canonical CIDRs."""
     out: list[str] = []
@@ -128,6 +131,11 @@ def parse_subnets(cidrs: list[str]) -> list[str]:
             raise UsageError(f"invalid subnet {text!r} in --trusted-subnets",
                              "give CIDRs separated by commas, e.g. 10.0.0.0/8,192.168.1.0/24"
                              ) from None
+    if len(out) > MAX_TRUSTED_SUBNETS:
+        # they become one firewall rule whose comment (at most 128 bytes) lists them
+        raise UsageError(f"too many --trusted-subnets ({len(out)})",
+                         f"give at most {MAX_TRUSTED_SUBNETS}, merging neighbours into wider "
+                         "prefixes (e.g. 10.0.0.0/8)")
     return out
 
 

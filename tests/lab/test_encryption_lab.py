@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -88,9 +87,9 @@ def password_file(tmp: Path, name: str, text: str) -> str:
     return str(path)
 
 
-def test_password_network(lab_names: Names) -> None:
+def test_password_network(lab_names: Names, tmp_path: Path) -> None:
     net = Lab(lab_names("en1"))
-    tmp = Path(tempfile.mkdtemp(prefix="weave-en1-"))
+    tmp = tmp_path
     good, bad = password_file(tmp, "good", SECRET), password_file(tmp, "bad", "another one")
     weave("lab", "up", "--name", net.name, "--hosts", "4", "--bare")
     net.weave("h1", "launch", "--password-file", good, *FAST)
@@ -144,16 +143,17 @@ def test_password_network(lab_names: Names) -> None:
 
 
 def test_marker_is_seen_without_a_password_and_trusted_subnets_use_fastdp(
-    lab_names: Names,
+    lab_names: Names, tmp_path: Path,
 ) -> None:
     net = Lab(lab_names("en2"))
-    tmp = Path(tempfile.mkdtemp(prefix="weave-en2-"))
+    tmp = tmp_path
     good = password_file(tmp, "good", SECRET)
     weave("lab", "up", "--name", net.name, "--hosts", "3", "--bare")
     net.weave("h1", "launch", *FAST)
     net.weave("h2", "launch", "198.18.0.1", *FAST)
     checks = Checks("capture control and trusted subnets (en2)")
-    c1, c2 = lab_run(net, "h1", "c1"), lab_run(net, "h2", "c2")
+    lab_run(net, "h1", "c1")
+    c2 = lab_run(net, "h2", "c2")
     with serving(net, "c2"):
         until("c1 -> c2", lambda: udp(net, "c1", c2))
         with checks.must("without a password the capture does see the marker"):
@@ -195,15 +195,18 @@ print(f"opened {opened} refused {refused}")
 """
 
 
-def test_a_handshake_flood_does_not_disturb_established_peers(lab_names: Names) -> None:
+def test_a_handshake_flood_does_not_disturb_established_peers(
+    lab_names: Names, tmp_path: Path,
+) -> None:
     net = Lab(lab_names("en3"))
-    tmp = Path(tempfile.mkdtemp(prefix="weave-en3-"))
+    tmp = tmp_path
     good = password_file(tmp, "good", SECRET)
     weave("lab", "up", "--name", net.name, "--hosts", "3", "--bare")
     net.weave("h1", "launch", "--password-file", good, *FAST)
     net.weave("h2", "launch", "198.18.0.1", "--password-file", good, *FAST)
     until("h1-h2 sleeve", lambda: link_mode(net, "h1", "h2", "sleeve"))
-    c1, c2 = lab_run(net, "h1", "c1"), lab_run(net, "h2", "c2")
+    lab_run(net, "h1", "c1")
+    c2 = lab_run(net, "h2", "c2")
     with serving(net, "c2"):
         until("c1 -> c2", lambda: udp(net, "c1", c2))
         flood = subprocess.Popen(

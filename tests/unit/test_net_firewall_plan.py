@@ -110,3 +110,15 @@ def test_foreign_comments_and_bad_lines_are_ignored() -> None:
     text = ('-A FORWARD -m comment --comment "not-weave" -j ACCEPT\n'
             '-A FORWARD -m comment --comment "unterminated\n')
     assert iptables.parse_listing(text).ours == []
+
+
+def test_with_trusted_subnets_vxlan_from_elsewhere_is_dropped_and_read_back() -> None:
+    from weave_cli.net import nft as nftmod
+
+    ports = nftmod.LocalPorts.for_mesh_port(6783, ("198.18.0.0/24", "10.0.0.0/8"))
+    chains = nftmod.desired([], ports=ports)
+    text = nftmod.script(chains)
+    assert "udp dport 6784 ip saddr != { 10.0.0.0/8, 198.18.0.0/24 } counter drop" in text
+    assert nftmod.ports_of(nftmod.canonical(chains)) == ports
+    plain = nftmod.desired([], ports=nftmod.LocalPorts.for_mesh_port(6783))
+    assert "saddr !=" not in nftmod.script(plain)

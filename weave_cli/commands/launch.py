@@ -226,7 +226,9 @@ def start_router(cfg: LaunchConfig, paths: Paths, password: Secret | None = None
     env = {k: v for k, v in os.environ.items() if k not in dropped}
     env["WEAVE_STATE_DIR"], env["WEAVE_RUN_DIR"] = str(paths.state_dir), str(paths.run_dir)
     mode = "supervise" if cfg.restart else "run"
-    with open(paths.log_file, "ab") as log:
+    fd = os.open(paths.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)  # also a log left by an older version with the umask's mode
+    with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "weave_cli.router.entry", mode],
             stdin=subprocess.DEVNULL,

@@ -105,7 +105,8 @@ class IPAMService:
             try:
                 self.answers.append((fut, fn(now)))
             except WeaveError as err:
-                fut.set_exception(err)
+                if not fut.done():
+                    fut.set_exception(err)
 
         self.submit(apply)
         return await fut
@@ -272,7 +273,7 @@ class IPAMService:
         def apply(now: float) -> None:
             if not self.alloc.prime(now):
                 self.ring_waiters.append(waiter)
-            else:
+            elif not waiter.done():
                 waiter.set_result(None)
 
         self.submit(apply)

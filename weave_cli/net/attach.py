@@ -10,7 +10,8 @@
 3. refuse explicit addresses that contradict what the target has (``addrspec.conflicts``);
 4. take the addresses from IPAM (claims for explicit ones) → undo: free what was new;
 5. create the veth pair with ``ethwe`` made directly inside the target namespace (no move),
-   MTU from the bridge, host end labelled and plugged into the bridge, IPv6 autoconf off
+   MTU from the bridge; on the host end IPv6 router advertisements ignored (``accept_ra`` 0,
+   while it is still down), then labelled, IPv6 autoconf off, plugged into the bridge and up
    → undo: delete it (its peer goes with it);
 6. add the missing addresses to ``ethwe``, bring it up, add the 224.0.0.0/4 route (unless
    ``multicast_route`` is off) → undo for an existing attachment: remove what was added.
@@ -83,7 +84,7 @@ def attach(
         try:
             _refuse_conflicts(ref, held, addrs)
             if veth is None:
-                made = _plug(host, br, ref, ident)
+                made = _plug(host, br, ref, ident, router_ns)
                 ethwe = links.get_link(guest, CONTAINER_IFNAME)
             assert ethwe is not None
             for addr in missing(held, addrs):
@@ -110,7 +111,7 @@ def _refuse_conflicts(
         )
 
 
-def _plug(host: IPRoute, br: Link, ref: NetnsRef, ident: str) -> Link:
+def _plug(host: IPRoute, br: Link, ref: NetnsRef, ident: str, router_ns: str | None) -> Link:
     """The veth pair, host end labelled, in the bridge and up; deleted again if a step fails."""
     fd = os.open(ref.path, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -118,6 +119,8 @@ def _plug(host: IPRoute, br: Link, ref: NetnsRef, ident: str) -> Link:
     finally:
         os.close(fd)
     try:
+        if links.ra_on(veth):
+            links.accept_ra_off(router_ns, [veth.name])
         links.plug_port(host, veth, make_alias(ident, ref.path), br)
     except BaseException:
         _quietly(lambda: links.delete_link(host, veth))

@@ -7,6 +7,8 @@ forwarding delay (set at creation), and a fixed random locally administered MAC,
 bridge's address does not follow its lowest port as containers come and go. Every port named
 ``vethwepl*`` belongs to the bridge and is up: after the bridge was deleted and re-created,
 the surviving container veths are plugged back in, so attached containers keep working.
+IPv6 router advertisements are ignored (``accept_ra`` 0) on the bridge and on every port,
+set before the bridge comes up and before a port is plugged back in (see ``links.accept_ra_off``).
 
 ``plan_bridge``/``plan_ports`` are pure: (spec, what the kernel has) → steps. ``ensure`` reads
 the kernel, plans and applies, and returns one line per repair (empty when all was well), which
@@ -82,8 +84,9 @@ def random_mac() -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
 
-def ensure(ipr: IPRoute, spec: BridgeSpec) -> list[str]:
-    """Make the bridge and its ports as desired; one line per repair made."""
+def ensure(ipr: IPRoute, spec: BridgeSpec, router_ns: str | None = None) -> list[str]:
+    """Make the bridge and its ports as desired; one line per repair made. ``router_ns`` is
+    the namespace ``ipr`` is bound to (None: ours), for the ``accept_ra`` files."""
     seen = links.get_link(ipr, spec.name)
     repairs = []
     steps = plan_bridge(spec, seen)
@@ -96,11 +99,15 @@ def ensure(ipr: IPRoute, spec: BridgeSpec) -> list[str]:
         repairs.append(f"bridge {spec.name}: mtu {seen.mtu} -> {spec.mtu}")
     if "addrgen" in steps:
         links.no_ipv6_autoconf(ipr, seen)
+    if links.accept_ra_off_early(router_ns, seen) and "create" not in steps:
+        repairs += links.ra_repair([seen.name])
     if "up" in steps:
         links.set_up(ipr, seen)
         if "create" not in steps:
             repairs.append(f"bridge {spec.name} was down: brought up")
     for dev, todo in plan_ports(seen, links.all_links(ipr)):
+        if links.accept_ra_off_early(router_ns, dev):
+            repairs += links.ra_repair([dev.name])
         if "master" in todo:
             links.set_master(ipr, dev, seen)
         if "up" in todo:

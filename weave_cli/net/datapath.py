@@ -7,13 +7,15 @@ Objects weave owns in the router's network namespace, all named in ``weave_cli.n
     ``weave-sleeve``                       the sleeve forwarder's TAP, a port of the bridge
     veths ``vethwepl<inode>``              one per attached namespace (peer ``ethwe`` there)
     addresses on the bridge                ``weave expose``
-    nftables ``table inet weave``          forward accepts, masquerade of exposed subnets
+    nftables ``table inet weave``          input guard of the router's ports, forward
+                                           accepts, masquerade of exposed subnets
+    ``accept_ra`` 0 on all these devices   a container's IPv6 router advertisements are ignored
     iptables rules commented ``weave:*``   in DOCKER-USER, or FORWARD when its policy is DROP
 
 ``ensure`` is idempotent and cheap when nothing changed (netlink reads, one ``nft -j list``,
 one ``iptables -S`` when iptables exists); it returns one line per repair. The bridge comes
-first; the nft table and the iptables rules are tried independently, and a failure of either
-is raised after both were tried. ``remove_all`` deletes
+first; the ``accept_ra`` sweep, the nft table and the iptables rules are tried independently,
+and a failure of any is raised after all were tried. ``remove_all`` deletes
 exactly these objects and nothing else (deleting a veth removes its ``ethwe`` in the container
 too), tries every step even when one fails, and then reports what failed.
 """
@@ -28,6 +30,7 @@ from weave_cli.net import bridge, firewall, links, overlay
 from weave_cli.net.bridge import DEFAULT_MTU, BridgeSpec
 from weave_cli.net.errors import DatapathError
 from weave_cli.net.netns import open_ipr
+from weave_cli.net.nft import LocalPorts
 from weave_cli.net.overlay import OverlaySpec
 
 
@@ -39,19 +42,26 @@ def ensure(router_ns: str | None = None, mtu: int = DEFAULT_MTU,
     gets them back; an existing bridge's addresses are left to expose and hide."""
     with open_ipr(router_ns) as ipr:
         existed = links.get_link(ipr, BRIDGE) is not None
-        repairs = bridge.ensure(ipr, BridgeSpec(BRIDGE, mtu))
+        repairs = bridge.ensure(ipr, BridgeSpec(BRIDGE, mtu), router_ns)
         br = bridge.require(ipr)
         if not existed and exposed:
             for cidr in exposed:
                 links.add_addr(ipr, br, IPv4Interface(cidr))
             repairs.append(f"bridge {BRIDGE}: exposed {' '.join(exposed)} again")
         if overlay_spec is not None:
-            repairs += overlay.ensure(ipr, br, overlay_spec)
+            repairs += overlay.ensure(ipr, br, overlay_spec, router_ns)
         exposed_now = links.ipv4_addrs(ipr, br.index)
+        ra_on = [link.name for link in links.all_links(ipr) if _owned(link) and links.ra_on(link)]
     failed = []
     # Independent steps: without nft (an iptables-only host) the Docker rules still matter.
     try:
-        repairs += firewall.ensure_table(router_ns, exposed_now)
+        repairs += links.ra_repair(links.accept_ra_off(router_ns, ra_on))
+    except DatapathError as err:
+        failed.append(err.message)
+    ports = (LocalPorts.for_mesh_port(overlay_spec.port, overlay_spec.vxlan_from)
+             if overlay_spec is not None else None)
+    try:
+        repairs += firewall.ensure_table(router_ns, exposed_now, ports=ports)
     except DatapathError as err:
         failed.append(err.message)
     try:

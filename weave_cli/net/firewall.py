@@ -76,10 +76,16 @@ def current_table(ns: str | None) -> nft.Canonical | None:
         raise DatapathError(f"nft listed table {NFT_TABLE} as something not JSON") from None
 
 
-def ensure_table(ns: str | None, exposed: list[IPv4Interface], bridge: str = BRIDGE) -> list[str]:
-    """Make ``table inet weave`` match the exposed addresses; one line per repair."""
-    chains = nft.desired(exposed, bridge)
+def ensure_table(ns: str | None, exposed: list[IPv4Interface], bridge: str = BRIDGE,
+                 ports: nft.LocalPorts | None = None) -> list[str]:
+    """Make ``table inet weave`` match the exposed addresses; one line per repair.
+
+    ``ports``: the router's ports to guard; None (expose and hide, which do not know the
+    router's options) keeps those the table guards now, else the defaults."""
     have = current_table(ns)
+    if ports is None:
+        ports = nft.ports_of(have) or nft.LocalPorts()
+    chains = nft.desired(exposed, bridge, ports)
     if have == nft.canonical(chains):
         return []
     _apply(ns, nft.script(chains))

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv4Network
+from pathlib import Path
 from typing import Any
 
 from weave_cli.net.errors import DatapathError
@@ -24,6 +25,7 @@ IPRoute = Any  # a pyroute2.IPRoute; pyroute2 ships no type information
 
 IFF_UP = 0x1
 ADDR_GEN_MODE_NONE = 1
+IPV6_CONF = Path("/proc/sys/net/ipv6/conf")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Link:
     mac: str
     alias: str | None
     addrgenmode: int | None
+    accept_ra: int | None = None  # IPv6 conf of the device; None: no IPv6 on it (or disabled)
 
 
 @contextmanager
@@ -61,11 +64,13 @@ def is_errno(err: DatapathError, code: int) -> bool:
 def _to_link(msg: Any) -> Link:
     info = msg.get_attr("IFLA_LINKINFO")
     kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
-    mode = None
+    mode = accept_ra = None
     spec = msg.get_attr("IFLA_AF_SPEC")
     inet6 = spec.get_attr("AF_INET6") if spec is not None else None
     if inet6 is not None:
         mode = inet6.get_attr("IFLA_INET6_ADDR_GEN_MODE")
+        conf = inet6.get_attr("IFLA_INET6_CONF")
+        accept_ra = conf.get("accept_ra") if isinstance(conf, dict) else None
     return Link(
         index=int(msg["index"]),
         name=str(msg.get_attr("IFLA_IFNAME")),
@@ -76,6 +81,7 @@ def _to_link(msg: Any) -> Link:
         mac=str(msg.get_attr("IFLA_ADDRESS") or ""),
         alias=msg.get_attr("IFLA_IFALIAS"),
         addrgenmode=mode,
+        accept_ra=accept_ra,
     )
 
 
@@ -132,6 +138,56 @@ def no_ipv6_autoconf(ipr: IPRoute, link: Link) -> None:
     spec = {"attrs": [["AF_INET6", {"attrs": [["IFLA_INET6_ADDR_GEN_MODE", ADDR_GEN_MODE_NONE]]}]]}
     with kernel(f"cannot turn off IPv6 address generation on {link.name}"):
         ipr.link("set", index=link.index, IFLA_AF_SPEC=spec)
+
+
+def accept_ra_off(router_ns: str | None, names: list[str], conf: Path = IPV6_CONF) -> list[str]:
+    """``accept_ra`` 0 on each device of the router's namespace; the names that were changed.
+
+    Router advertisements a container sends onto the bridge (or onto a veth while it is out of
+    the bridge) then change no route and no address of the host (CVE-2020-11091). There is no
+    netlink request for it, so this writes ``conf/<dev>/accept_ra`` with the thread inside the
+    namespace (``/proc/sys/net`` shows the namespace of the thread that opens it). A missing
+    file is skipped: IPv6 disabled at boot (no ``/proc/sys/net/ipv6``), or the device is gone.
+    """
+    from weave_cli.net.netns import entered
+
+    changed = []
+    with entered(router_ns):
+        for name in names:
+            path = conf / name / "accept_ra"
+            try:
+                if path.read_bytes().strip() == b"0":
+                    continue
+                path.write_bytes(b"0\n")
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                raise DatapathError(f"cannot turn off IPv6 router advertisements on {name}: "
+                                    f"{err.strerror or err}") from None
+            changed.append(name)
+    return changed
+
+
+def accept_ra_off_early(router_ns: str | None, link: Link) -> bool:
+    """``accept_ra_off`` before a device comes up or joins the bridge, when it is on; True
+    when it was changed. A failure is left to the sweep at the end of ``datapath.ensure``,
+    which reports it: one file that cannot be written must not keep the bridge down."""
+    if not ra_on(link):
+        return False
+    try:
+        return bool(accept_ra_off(router_ns, [link.name]))
+    except DatapathError:
+        return False
+
+
+def ra_repair(names: list[str]) -> list[str]:
+    """The keeper's log line for devices whose ``accept_ra`` had to be set again."""
+    return [f"IPv6 router advertisements ignored on {' '.join(names)}"] if names else []
+
+
+def ra_on(link: Link) -> bool:
+    """True when the device has IPv6 and would act on router advertisements."""
+    return link.accept_ra is not None and link.accept_ra != 0
 
 
 def create_bridge(ipr: IPRoute, name: str, mtu: int, mac: str) -> Link:

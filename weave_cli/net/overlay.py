@@ -15,7 +15,9 @@ Desired state (``OverlaySpec``), kept by the keeper next to the bridge:
 With fastdp off (``--no-fastdp``) both VXLAN devices are removed if present, so no VXLAN device
 carries container traffic. A device of ours with the wrong VNI or port is deleted and made
 again; a device of that name that is not a vxlan is reported, never replaced. ``ensure``
-returns one line per repair, like ``bridge.ensure``.
+returns one line per repair, like ``bridge.ensure``. All three ignore IPv6 router
+advertisements (``accept_ra`` 0, set before they come up or join the bridge): ``weave-vxhb``
+is on no bridge, so a frame decapsulated there reaches the host's own IP stack.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class OverlaySpec:
     mtu: int
     fastdp: bool = True
     port: int = MESH_PORT
+    # With a password: the subnets plaintext VXLAN may come from (--trusted-subnets), else ().
+    vxlan_from: tuple[str, ...] = ()
 
     @property
     def vxlan_port(self) -> int:
@@ -67,7 +71,8 @@ def _port_flags(ipr: IPRoute, link: Link) -> tuple[int | None, int | None]:
     return slave.get_attr("IFLA_BRPORT_LEARNING"), slave.get_attr("IFLA_BRPORT_ISOLATED")
 
 
-def _ensure_vxlan(ipr: IPRoute, name: str, vni: int, spec: OverlaySpec) -> tuple[Link, list[str]]:
+def _ensure_vxlan(ipr: IPRoute, name: str, vni: int, spec: OverlaySpec,
+                  router_ns: str | None) -> tuple[Link, list[str]]:
     seen = links.get_link(ipr, name)
     repairs = []
     if seen is not None and seen.kind != "vxlan":
@@ -77,6 +82,7 @@ def _ensure_vxlan(ipr: IPRoute, name: str, vni: int, spec: OverlaySpec) -> tuple
         links.delete_link(ipr, seen)
         repairs.append(f"{name}: wrong VNI or port, made again")
         seen = None
+    made = seen is None
     if seen is None:
         with kernel(f"cannot create vxlan device {name}"):
             ipr.link("add", ifname=name, kind="vxlan", vxlan_id=vni,
@@ -86,13 +92,17 @@ def _ensure_vxlan(ipr: IPRoute, name: str, vni: int, spec: OverlaySpec) -> tuple
             raise DatapathError(f"vxlan device {name} vanished right after it was created")
         links.no_ipv6_autoconf(ipr, seen)
         repairs.append(f"created {name} (vni {vni}, udp {spec.vxlan_port})")
+    if links.accept_ra_off_early(router_ns, seen) and not made:
+        repairs += links.ra_repair([name])
     if seen.mtu != spec.mtu:
         links.set_mtu(ipr, seen, spec.mtu)
     return seen, repairs
 
 
-def _ensure_port(ipr: IPRoute, bridge: Link, dev: Link, mtu: int) -> list[str]:
+def _ensure_port(ipr: IPRoute, bridge: Link, dev: Link, mtu: int,
+                 router_ns: str | None) -> list[str]:
     todo = []
+    ra = links.ra_repair([dev.name]) if links.accept_ra_off_early(router_ns, dev) else []
     if dev.master != bridge.index:
         links.set_master(ipr, dev, bridge)
         todo.append("master")
@@ -106,15 +116,17 @@ def _ensure_port(ipr: IPRoute, bridge: Link, dev: Link, mtu: int) -> list[str]:
     if not dev.up:
         links.set_up(ipr, dev)
         todo.append("up")
-    return [f"port {dev.name}: {' and '.join(todo)} set"] if todo and todo != ["up"] else []
+    return ra + ([f"port {dev.name}: {' and '.join(todo)} set"] if todo and todo != ["up"] else [])
 
 
-def ensure(ipr: IPRoute, bridge: Link, spec: OverlaySpec) -> list[str]:
+def ensure(ipr: IPRoute, bridge: Link, spec: OverlaySpec,
+           router_ns: str | None = None) -> list[str]:
+    """The overlay devices as desired in the namespace ``ipr`` is bound to (``router_ns``)."""
     repairs: list[str] = []
     if spec.fastdp:
-        vx, made = _ensure_vxlan(ipr, VXLAN_IFNAME, VXLAN_VNI, spec)
-        repairs += made + _ensure_port(ipr, bridge, vx, spec.mtu)
-        hb, made = _ensure_vxlan(ipr, VXLAN_HB_IFNAME, VXLAN_HB_VNI, spec)
+        vx, made = _ensure_vxlan(ipr, VXLAN_IFNAME, VXLAN_VNI, spec, router_ns)
+        repairs += made + _ensure_port(ipr, bridge, vx, spec.mtu, router_ns)
+        hb, made = _ensure_vxlan(ipr, VXLAN_HB_IFNAME, VXLAN_HB_VNI, spec, router_ns)
         repairs += made
         if not hb.up:
             links.set_up(ipr, hb)
@@ -125,7 +137,7 @@ def ensure(ipr: IPRoute, bridge: Link, spec: OverlaySpec) -> list[str]:
                 repairs.append(f"removed {name} (fastdp is off)")
     tap = links.get_link(ipr, SLEEVE_IFNAME)
     if tap is not None:
-        repairs += _ensure_port(ipr, bridge, tap, spec.mtu)
+        repairs += _ensure_port(ipr, bridge, tap, spec.mtu, router_ns)
         _ensure_gso(ipr, tap)
     return repairs
 

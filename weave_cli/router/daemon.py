@@ -216,7 +216,9 @@ async def serve(paths: Paths, cfg: LaunchConfig) -> int:
         mtu: int = cfg.mtu if cfg.mtu else await asyncio.to_thread(computed_mtu, cfg.peers)
         keeper.mtu = mtu
         fastdp = fastdp_wanted(cfg)
-        keeper.overlay_spec = OverlaySpec(mtu, fastdp=fastdp, port=cfg.port)
+        trusted = tuple(n for n in cfg.trusted_subnets if ":" not in n) \
+            if cfg.encrypted and fastdp else ()  # VXLAN runs over IPv4 only
+        keeper.overlay_spec = OverlaySpec(mtu, fastdp=fastdp, port=cfg.port, vxlan_from=trusted)
         log.info("data path: mtu %d%s, %s", mtu, "" if cfg.mtu else " (computed)",
                  "fastdp preferred" if fastdp and not cfg.encrypted
                  else "fastdp only between trusted subnets, else the encrypted sleeve"
@@ -260,6 +262,15 @@ async def serve(paths: Paths, cfg: LaunchConfig) -> int:
     return 1 if failures else 0
 
 
+def _no_bad_request_tracebacks(record: logging.LogRecord) -> bool:
+    """Drop aiohttp's traceback for a malformed request (it already answered 400): whoever can
+    reach the status port must not be able to flood the log. Handler errors still log."""
+    from aiohttp.http_exceptions import HttpProcessingError
+
+    exc = record.exc_info[1] if record.exc_info else None
+    return not isinstance(exc, HttpProcessingError)
+
+
 def main(paths: Paths) -> int:
     supervised = os.environ.get("WEAVE_SUPERVISED") == "1"
     try:
@@ -270,6 +281,7 @@ def main(paths: Paths) -> int:
     logging.basicConfig(
         level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("aiohttp.server").addFilter(_no_bad_request_tracebacks)
     try:
         state.ensure_dirs(paths)
     except WeaveError as err:

@@ -82,7 +82,10 @@ class Handlers:
     async def _peers(self, request: web.Request) -> tuple[list[str], bool]:
         if request.content_length is not None and request.content_length > MAX_BODY:
             raise UsageError("request body too large")
-        form = await request.post()
+        try:
+            form = await request.post()
+        except ValueError as err:  # a multipart body that is not one, a bad charset...
+            raise UsageError(f"malformed form body: {err}") from None
         peers = [str(p) for p in form.getall("peer", [])]
         if len(peers) > MAX_PEERS_PER_REQUEST:
             raise UsageError(f"too many peers (at most {MAX_PEERS_PER_REQUEST})")

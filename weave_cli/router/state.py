@@ -32,6 +32,8 @@ def ensure_dirs(paths: Paths) -> None:
     for directory, mode in ((paths.state_dir, 0o700), (paths.run_dir, 0o755)):
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=mode)
+            if directory.stat().st_mode & 0o022:  # an existing directory others may write to
+                os.chmod(directory, mode)
             probe = directory / f".probe-{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
