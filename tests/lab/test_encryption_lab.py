@@ -223,3 +223,16 @@ def test_a_handshake_flood_does_not_disturb_established_peers(
     assert all(during), "traffic between established peers stopped during the flood"
     assert all(modes), f"the h1-h2 link left established during the flood: {modes}"
     assert net.weave("h1", "status").returncode == 0
+    # A forwarder that dies is replaced, and never with the dead one's keys (its sequence
+    # numbers would start again under them): every connection is redialled for new keys.
+    state, run = net.host_dirs("h1")
+    router_pid = (run / "router.pid").read_text().strip()
+    found = subprocess.run(["pgrep", "-P", router_pid, "-f", "weave_cli.sleeve.forwarder"],
+                           capture_output=True, text=True, check=False).stdout.split()
+    assert found, "no sleeve forwarder under h1's router"
+    os.kill(int(found[0]), 9)
+    until("h1 renews the link keys", lambda: "the sleeve forwarder restarted: new link keys"
+          in (run / "weave.log").read_text(errors="replace"), timeout=20)
+    until("h1-h2 back on the sleeve", lambda: link_mode(net, "h1", "h2", "sleeve"), timeout=30)
+    with serving(net, "c2"):
+        until("c1 -> c2 after the forwarder restart", lambda: udp(net, "c1", c2), timeout=20)

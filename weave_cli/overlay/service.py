@@ -99,22 +99,32 @@ class OverlayService:
                 assert self.start_sleeve is not None
                 try:
                     self.sleeve = await self.start_sleeve()
-                    self._sleeve_cfg = None  # the new process has no config yet
-                    log.info("sleeve forwarder started again")
-                    delay = RESTART_MIN
-                except WeaveError as err:
+                except Exception as err:  # noqa: BLE001 - keep trying, whatever went wrong
                     self._failed(f"sleeve forwarder: {err}")
                     await asyncio.sleep(delay)
                     delay = min(RESTART_MAX, delay * 2)
                     continue
+                self._sleeve_cfg = None  # the new process has no config yet
+                log.info("sleeve forwarder started again")
+                delay = RESTART_MIN
+                if self.encrypted:
+                    await self._renew_link_keys()
             async for event in self.sleeve.events():
                 self._sleeve_event(event)
+            await self.sleeve.stop()  # reaps it
             log.warning("sleeve forwarder exited (code %s)", self.sleeve.returncode)
-            await self.sleeve.stop()
             if self.start_sleeve is None:
                 return
             self.sleeve = None
             await asyncio.sleep(delay)
+
+    async def _renew_link_keys(self) -> None:
+        """A new forwarder starts its sequence numbers and replay windows afresh, so it must
+        never get the keys of the last one (AES-GCM nonces would repeat, old datagrams would
+        replay): every connection is closed, and the reconnects bring new link secrets."""
+        reason = "the sleeve forwarder restarted: new link keys"
+        log.warning("%s; reconnecting every peer", reason)
+        await self.driver.query(lambda core, now: core.drop_connections(reason, now))
 
     def _sleeve_event(self, event: Any) -> None:
         from weave_cli.sleeve import control
@@ -178,7 +188,6 @@ class OverlayService:
         link_modes = {p: (s.mode, neighbours[p]) for p, s in self.links.states().items()
                       if p in neighbours}
         wanted = plan.forwarding(link_modes, owner_of, set(routes))
-        await self._apply(wanted, now)
         if self.sleeve is not None and self.sleeve.returncode is None:
             cfg = plan.sleeve_config(self.channel.local, link_modes, routes, owner_of,
                                      self.mesh_port)
@@ -187,6 +196,7 @@ class OverlayService:
             if cfg != self._sleeve_cfg:
                 self.sleeve.send_config(_as_config(cfg, self.channel.local, self.encrypted))
                 self._sleeve_cfg = cfg
+        await self._apply(wanted, now)  # after the sleeve: a kernel error must not hold it up
 
     def _drain(self, now: float) -> None:
         while self.inbox:
@@ -225,7 +235,10 @@ class OverlayService:
         routes = dict(core.topology.unicast_routes())
         reachable = set(routes) | {core.config.name}
         self.channel.forget(set(core.topology.entries))
-        owner_of = {mac_text(m): p for m, p in self.channel.owner_of().items() if p in reachable}
+        # a MAC of our own is never pinned to an overlay port, whoever else claims it
+        ours = self.channel.table.get(self.channel.local, (0, frozenset()))[1]
+        owner_of = {mac_text(m): p for m, p in self.channel.owner_of().items()
+                    if p in reachable and m not in ours}
         return core.neighbours(), routes, owner_of, core.link_crypto()
 
     async def _publish_local_macs(self) -> None:

@@ -246,8 +246,10 @@ async def serve(paths: Paths, cfg: LaunchConfig) -> int:
 
             keeper.exposed = exposed
         owners.add(asyncio.ensure_future(keeper.run(first_delay=keeper.interval)))
+    overlay_task = None
     if router.overlay is not None:
-        owners.add(asyncio.ensure_future(router.overlay.run()))
+        overlay_task = asyncio.ensure_future(router.overlay.run())
+        owners.add(overlay_task)
     stopper = asyncio.ensure_future(stop.wait())
     await asyncio.wait(owners | {stopper}, return_when=asyncio.FIRST_COMPLETED)
     failures = [t for t in owners if t.done() and t.exception() is not None]
@@ -256,6 +258,8 @@ async def serve(paths: Paths, cfg: LaunchConfig) -> int:
     if not failures:
         log.info("stopping")
     stopper.cancel()
+    if overlay_task is not None:  # before its forwarder is stopped, so it does not restart it
+        overlay_task.cancel()
     await router.stop()  # HTTP first, while the owner tasks can still answer queued queries
     for task in owners:
         task.cancel()

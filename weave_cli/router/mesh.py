@@ -197,6 +197,14 @@ class MeshCore(GossipPlane):
         return {name: (self.conns[cid].proto.link_secret, self.conns[cid].data_plaintext)
                 for name, cid in self.active.items()}
 
+    def drop_connections(self, reason: str, now: float) -> None:
+        """Close every connection (their targets reconnect as after any failure)."""
+        for c in list(self.conns.values()):
+            if c.id in self.conns:
+                c.proto.close(reason)
+                self._pump(c, now)
+        self._finish(now)
+
     def neighbours(self) -> dict[PeerName, str]:
         """Every peer with an active connection, and its underlay IP address."""
         return {name: self.conns[cid].address[0] for name, cid in self.active.items()}

@@ -13,8 +13,10 @@ that has already opened something (old datagrams accepted again). So a state tha
 longer in use (its peer left the config, its key was replaced, its grace ran out) is kept
 "retired", keyed by its key, and taken back if that key comes again. The retired stores are
 bounded (``MAX_RETIRED`` each, oldest evicted first); the router gives fresh keys to every new
-control connection and every new forwarder process, so a key coming back after 4096 others is
-not expected (docs/sleeve.md, "Encryption").
+control connection, and when it has to start a new forwarder process it closes every control
+connection first-thing so the reconnects bring new keys (``overlay/service.py``,
+``_renew_link_keys``): a key coming back after 4096 others is not expected (docs/sleeve.md,
+"Encryption").
 """
 
 from __future__ import annotations
