@@ -106,3 +106,13 @@ def test_reports_are_handed_over() -> None:
     assert got == [(B, rep)]
     with pytest.raises(ProtocolError):
         chan.on_unicast(B, ch.encode_digest([]))
+
+
+def test_our_entry_from_a_past_life_is_outbid() -> None:
+    chan = ch.OverlayChannel(A, lambda p, r: None)
+    chan.set_local([b"\x02" * 6], now_wall=100.0)
+    # a neighbour still holds our entry from before a restart with a clock that was ahead
+    chan.on_gossip(B, ch.encode_entries([(A, (10**15, frozenset({b"\x04" * 6})))]))
+    payload = chan.set_local([b"\x02" * 6], now_wall=100.0)  # same MACs, but must republish
+    assert payload is not None and chan.table[A][0] == 10**15 + 1
+    assert chan.set_local([b"\x02" * 6], now_wall=100.0) is None

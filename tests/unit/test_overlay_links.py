@@ -109,3 +109,22 @@ def test_our_report_tells_what_we_hear() -> None:
     rep = t.our_report(P, 1.0)
     assert rep == PeerReport(fastdp_capable=True, hears_fastdp=False, hears_sleeve=True)
     assert not t.our_report(P, 10.0).hears_sleeve
+
+
+def test_a_new_connection_from_the_same_address_starts_afresh() -> None:
+    t = LinkTable(LinkSettings())
+    t.set_neighbours({P: "198.18.0.2"}, 0.0, {P: 7})
+    beat(t, 0.5)
+    t.tick(0.5)
+    assert t.states()[P].confirmed
+    t.set_neighbours({P: "198.18.0.2"}, 0.6, {P: 8})  # replaced connection, same address
+    t.tick(0.6)
+    assert t.states()[P].mode == "none"
+
+
+def test_a_heartbeat_send_error_is_the_reason() -> None:
+    t = table(heartbeat_timeout=3.0)
+    t.fastdp_errors({P: "Message too long"})
+    beat(t, 4.0, fastdp=False, report=SLEEVE_ONLY)
+    t.tick(4.0)
+    assert t.states()[P].reason == "cannot send fastdp heartbeats: Message too long"

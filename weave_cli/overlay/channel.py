@@ -119,14 +119,15 @@ class OverlayChannel:
     def __init__(self, local: PeerName, on_report: Callable[[PeerName, PeerReport], None]) -> None:
         self.local, self.on_report = local, on_report
         self.table: dict[PeerName, Entry] = {}
+        self._outbid = 0  # the highest version others hold for our own entry
 
     def set_local(self, macs: Iterable[Mac], now_wall: float) -> bytes | None:
         """Our own entry; the broadcast payload when it changed, else None."""
         wanted = frozenset(list(macs)[:MAX_MACS])
         old = self.table.get(self.local)
-        if old is not None and old[1] == wanted:
+        if old is not None and old[1] == wanted and old[0] > self._outbid:
             return None
-        version = max((old[0] + 1) if old else 1, int(now_wall * 1000))
+        version = max((old[0] + 1) if old else 1, int(now_wall * 1000), self._outbid + 1)
         self.table[self.local] = (version, wanted)
         return encode_entries([(self.local, self.table[self.local])])
 
@@ -150,7 +151,10 @@ class OverlayChannel:
         news = {}
         for owner, entry in entries.items():
             if owner == self.local:
-                continue  # only we speak for ourselves
+                # only we speak for ourselves; an entry of ours from a past life (or a clock
+                # that stepped back) with a higher version is outbid at the next set_local
+                self._outbid = max(self._outbid, entry[0])
+                continue
             old = self.table.get(owner)
             if old is None or entry[0] > old[0]:
                 self.table[owner] = news[owner] = entry

@@ -76,6 +76,8 @@ class _Link:
     report: PeerReport | None = None
     report_at: float = float("-inf")
     fastdp_up_since: float | None = None
+    conn: int | None = None
+    send_error: str | None = None
     sleeve_mtu: int | None = None
     state: LinkState = LinkState("none", None, "waiting for heartbeats")
 
@@ -88,14 +90,23 @@ class LinkTable:
 
     # -- inputs ---------------------------------------------------------------------------------
 
-    def set_neighbours(self, neighbours: Mapping[PeerName, str], now: float) -> None:
-        """The direct peers and their underlay addresses; links of vanished peers are dropped."""
+    def set_neighbours(self, neighbours: Mapping[PeerName, str], now: float,
+                       connections: Mapping[PeerName, int] | None = None) -> None:
+        """The direct peers and their underlay addresses (and, optionally, an id of the
+        connection to each); links of vanished peers are dropped, and a link whose address or
+        connection changed starts afresh: nothing heard on the old one counts for the new."""
         for peer in [p for p in self._links if p not in neighbours]:
             del self._links[peer]
         for peer, address in neighbours.items():
+            conn = connections.get(peer) if connections else None
             link = self._links.get(peer)
-            if link is None or link.address != address:  # new, or a new connection: afresh
-                self._links[peer] = _Link(peer, address, now)
+            if link is None or link.address != address or link.conn != conn:
+                self._links[peer] = _Link(peer, address, now, conn=conn)
+
+    def fastdp_errors(self, errors: Mapping[PeerName, str]) -> None:
+        """Why sending fastdp heartbeats to a peer failed (e.g. Message too long), if it did."""
+        for peer, link in self._links.items():
+            link.send_error = errors.get(peer)
 
     def deny_fastdp(self, denied: Mapping[PeerName, str]) -> None:
         """The neighbours whose traffic must not go over fastdp (plaintext), with the reason;
@@ -160,6 +171,8 @@ class LinkTable:
         if link.report is not None and not link.report.fastdp_capable:
             return "fastdp disabled on the peer"
         if not self._hears(link, "fastdp", now):
+            if link.send_error:
+                return f"cannot send fastdp heartbeats: {link.send_error}"
             if now - link.since <= cfg.heartbeat_timeout:
                 return "waiting for fastdp heartbeats"
             return (f"no fastdp heartbeat from the peer (UDP {cfg.fastdp_port} blocked, or the "

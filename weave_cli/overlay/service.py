@@ -55,9 +55,10 @@ class Sleeve(Protocol):
 
 
 SleeveStarter = Callable[[], Awaitable[Sleeve]]
-# neighbours -> address, routes, remote MAC -> owner, neighbour -> (link secret, plaintext ok)
+# neighbours -> address, routes, remote MAC -> owner, neighbour -> (link secret, plaintext ok),
+# neighbour -> connection id
 Snapshot = tuple[dict[PeerName, str], dict[PeerName, PeerName], dict[str, PeerName],
-                 dict[PeerName, tuple[bytes, bool]]]
+                 dict[PeerName, tuple[bytes, bool]], dict[PeerName, int]]
 RESTART_MIN, RESTART_MAX = 0.5, 10.0
 
 
@@ -177,14 +178,15 @@ class OverlayService:
         reports = self._reports_due(now)
         snapshot = await self.driver.query(
             lambda core, t: self._exchange(core, t, self.links.states(), reports))
-        neighbours, routes, owner_of, crypto = snapshot
-        self.links.set_neighbours(neighbours, now)
+        neighbours, routes, owner_of, crypto, conns = snapshot
+        self.links.set_neighbours(neighbours, now, conns)
         if self.encrypted:
             self.links.deny_fastdp({p: self.no_plaintext_reason
                                     for p, (_s, plain) in crypto.items() if not plain})
         if self.heartbeats is not None:
             self.heartbeats.poll()
             self.heartbeats.send(neighbours)
+            self.links.fastdp_errors(self.heartbeats.errors)
         link_modes = {p: (s.mode, neighbours[p]) for p, s in self.links.states().items()
                       if p in neighbours}
         wanted = plan.forwarding(link_modes, owner_of, set(routes))
@@ -239,7 +241,8 @@ class OverlayService:
         ours = self.channel.table.get(self.channel.local, (0, frozenset()))[1]
         owner_of = {mac_text(m): p for m, p in self.channel.owner_of().items()
                     if p in reachable and m not in ours}
-        return core.neighbours(), routes, owner_of, core.link_crypto()
+        return (core.neighbours(), routes, owner_of, core.link_crypto(),
+                core.neighbour_connections())
 
     async def _publish_local_macs(self) -> None:
         from weave_cli.net import fdb

@@ -205,6 +205,10 @@ class MeshCore(GossipPlane):
                 self._pump(c, now)
         self._finish(now)
 
+    def neighbour_connections(self) -> dict[PeerName, int]:
+        """The id of the active connection to each neighbour (a new one: a new link)."""
+        return dict(self.active)
+
     def neighbours(self) -> dict[PeerName, str]:
         """Every peer with an active connection, and its underlay IP address."""
         return {name: self.conns[cid].address[0] for name, cid in self.active.items()}
