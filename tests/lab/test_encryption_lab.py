@@ -109,6 +109,9 @@ def test_password_network(lab_names: Names, tmp_path: Path) -> None:
             until(f"{host} auth_failed", lambda h=host: "auth_failed" in " ".join(
                 str(c.get("Info")) for c in net.report(h)["Router"]["Connections"]), timeout=20)
             assert all(v.state != "established" for v in links(net, host).values())
+    with checks("the refusing side (h1) shows auth_failed for them too"):
+        until("h1 shows the refusals", lambda: "auth_failed" in net.weave(
+            "h1", "status", "connections").stdout, timeout=20)
     c1, c2 = lab_run(net, "h1", "c1"), lab_run(net, "h2", "c2")
     with serving(net, "c1", "c2"):
         with checks.must("c1 (h1) <-> c2 (h2) through the encrypted sleeve"):

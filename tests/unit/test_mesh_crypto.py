@@ -140,3 +140,14 @@ def test_the_password_appears_in_no_status_or_repr() -> None:
         assert PASSWORD.decode() not in text
         assert key.hex() not in text and repr(key) not in text
         assert a.link_secrets()[B].hex() not in text
+
+
+def test_the_refusing_side_shows_auth_failed_too_for_a_minute() -> None:
+    for pa, pb in [(PW, OTHER), (PW, None), (None, PW)]:
+        _a, b = link(pa, pb)
+        rows = b.status(0.0)["Connections"]
+        assert [(r["Address"], r["State"], r["Outbound"]) for r in rows] == [  # type: ignore[index]
+            ("10.0.0.1:40000", "failed", False)], rows
+        assert "auth_failed" in rows[0]["Info"]  # type: ignore[index]
+        assert "auth_failed" in render_connections(report(b))
+        assert b.status(61.0)["Connections"] == []  # forgotten a minute later

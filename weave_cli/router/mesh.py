@@ -42,11 +42,13 @@ from weave_cli.router.mesh_types import (
     Conn,
     Dial,
     MeshConfig,
+    RefusedPeers,
     Send,
     TargetsChanged,
 )
 from weave_cli.router.peer import PeerName
 from weave_cli.router.protocol import (
+    AUTH_FAILED,
     Closed,
     ConnectionProtocol,
     HandshakeDone,
@@ -81,6 +83,7 @@ class MeshCore(GossipPlane):
         self.active: dict[PeerName, int] = {}
         self.dialling: set[str] = set()
         self.termination_count = 0
+        self.refused = RefusedPeers()  # inbound connections refused for their password
         self._actions: list[Action] = []
         self._touched: set[int] = set()
         self._local_dirty = False
@@ -288,6 +291,8 @@ class MeshCore(GossipPlane):
             del self.active[c.remote.name]
             self._local_dirty = True
             self.targets.peer_lost(c.remote.name, reason, now, self.rng)
+        if not c.outbound and reason.startswith(AUTH_FAILED):
+            self.refused.note(c.address[0], c.address_text, reason, now)
         target = self.targets.get(c.target)
         if target is not None and target.phase == "attempting" and not c.superseded:
             if reason == SELF_CONNECTION:

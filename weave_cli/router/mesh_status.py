@@ -9,6 +9,8 @@
   other's subnet) from ``mesh_crypto.crypto_attrs``, merged at rendering so neither clobbers;
 * connection still in its handshake: outbound ones show their target's ``connecting`` /
   ``retrying``; inbound ones are ``pending`` with info "handshake in progress";
+* an inbound connection refused for its password (``auth_failed``) in the last minute:
+  ``failed`` with the reason, by source address (``RefusedPeers``);
 * target without a connection: ``connecting`` (info empty), ``retrying`` (info: the last
   error) while a dial is in flight, or ``failed`` ("{error}, retry: {time}") while waiting.
 """
@@ -81,6 +83,9 @@ def _connections(core: MeshCore, now: float, wall: float | None) -> list[dict[st
             state, info = "pending", "handshake in progress"
         rows.append({"Address": c.address_text, "Outbound": c.outbound, "State": state,
                      "Info": info, "Attrs": {**c.extra, **crypto_attrs(c)}})
+    for address, reason in core.refused.current(now):
+        rows.append({"Address": address, "Outbound": False, "State": "failed", "Info": reason,
+                     "Attrs": {}})
     for target in core.targets:
         if target.key in served or target.phase == "connected":
             continue

@@ -88,3 +88,25 @@ class Conn:
     @property
     def address_text(self) -> str:
         return address_key(*self.address)
+
+
+@dataclass
+class RefusedPeers:
+    """Inbound connections refused with ``auth_failed``, by source IP, for ``weave status``:
+    the dialling side shows the reason on its target, this is the refusing side's view. At most
+    ``limit`` sources, each shown for ``keep`` seconds after its last refusal."""
+
+    limit: int = 64
+    keep: float = 60.0
+    entries: dict[str, tuple[str, str, float]] = field(default_factory=dict)  # ip -> addr, why, t
+
+    def note(self, ip: str, address: str, reason: str, now: float) -> None:
+        self.entries.pop(ip, None)
+        self.entries[ip] = (address, reason, now)
+        while len(self.entries) > self.limit:
+            del self.entries[next(iter(self.entries))]
+
+    def current(self, now: float) -> list[tuple[str, str]]:
+        for ip in [ip for ip, (_a, _r, t) in self.entries.items() if now - t > self.keep]:
+            del self.entries[ip]
+        return [(addr, reason) for addr, reason, _t in self.entries.values()]
