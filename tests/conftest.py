@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+# Shared fixtures of helper modules in tests/ (``boxes``: Docker containers of a test).
+pytest_plugins = ["dockerutil"]
+
 
 def weave_cmd() -> list[str]:
     """How tests run the CLI: the installed console script when present, else the module."""

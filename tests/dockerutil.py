@@ -10,10 +10,14 @@ ever pulled) with ``--net none``, named ``wdk<pid>-<tag>`` and labelled ``weave-
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 DOCKER = "/usr/bin/docker"
 IMAGE = os.environ.get("WEAVE_TEST_IMAGE", "bb:local")
@@ -75,3 +79,17 @@ class Containers:
             docker("rm", "-f", *self.made, check=False)
         left = docker("ps", "-aq", "--filter", f"name={self.prefix}", check=False).stdout.split()
         assert not left, f"containers left behind: {left}"
+
+
+@pytest.fixture
+def boxes(request: pytest.FixtureRequest) -> Iterator[Containers]:
+    """Containers named after the test, all removed afterwards; the test is skipped, saying
+    why, when no Docker daemon answers (registered in tests/conftest.py)."""
+    reason = unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    made = Containers(hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:6])
+    try:
+        yield made
+    finally:
+        made.remove_all()

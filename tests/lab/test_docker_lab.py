@@ -14,29 +14,17 @@ Skipped, with the reason, when no dockerd answers (``./run test`` starts one).
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-from dockerutil import Containers, docker, unavailable
+from dockerutil import Containers, docker
+from dputil import FAST
 from ipamutil import owned
 from labutil import Lab, wait_for, weave
 
 pytestmark = pytest.mark.lab
-FAST = ("--heartbeat-interval", "1", "--gossip-interval", "2", "--retry-max", "3")
 FREED_WITHIN = 5.0  # seconds from `docker rm -f` to the address gone from the router's IPAM
 
-
-@pytest.fixture
-def boxes(request: pytest.FixtureRequest) -> Iterator[Containers]:
-    reason = unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    made = Containers(hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:6])
-    try:
-        yield made
-    finally:
-        made.remove_all()
 
 
 def pings(boxes: Containers, tag: str, addr: str, seconds: int = 2) -> bool:

@@ -9,12 +9,11 @@ to ``free``, and when. Skipped, with the reason, when no dockerd answers.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-from dockerutil import Containers, docker, unavailable
+from dockerutil import Containers, docker
 from netutil import MemoryBook, ns_path
 
 from weave_cli.errors import UsageError
@@ -26,17 +25,6 @@ from weave_cli.router.docker_events import DockerWatcher
 pytestmark = pytest.mark.lab
 MakeNs = Callable[[str], str]
 
-
-@pytest.fixture
-def boxes(request: pytest.FixtureRequest) -> Iterator[Containers]:
-    reason = unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    made = Containers(hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:6])
-    try:
-        yield made
-    finally:
-        made.remove_all()
 
 
 def wait_exited(name: str, seconds: float = 10.0) -> None:

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 from weave_cli.router.peer import PeerName
 from weave_cli.router.protocol import (
+    MAGIC,
     Closed,
     ConnectionProtocol,
     Event,
@@ -43,7 +44,6 @@ from weave_cli.router.protocol import (
 A = LocalIdentity(PeerName.parse("02:00:00:00:00:0a"), "alpha", 11)
 B = LocalIdentity(PeerName.parse("02:00:00:00:00:0b"), "beta", 22)
 SMALL = ProtocolSettings(max_frame=4096)
-MAGIC = b"WVPY"
 SLACK = 4 + 1 + 16 + 64 + 7  # length, tag, AEAD tag, preamble and key: generous on purpose
 
 

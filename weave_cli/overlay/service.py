@@ -77,6 +77,7 @@ class OverlayService:
         self.links = LinkTable(settings)
         self.inbox: deque[tuple[str, PeerName, Any]] = deque(maxlen=100_000)
         self.kernel: plan.Forwarding | None = None
+        self._applied: plan.Forwarding | None = None  # the last plan carried out
         self._kernel_at = float("-inf")
         self._macs_at = float("-inf")
         self._reported: dict[PeerName, tuple[PeerReport, float]] = {}
@@ -267,7 +268,9 @@ class OverlayService:
         from weave_cli.net.netns import open_ipr
 
         reread = self.kernel is None or now - self._kernel_at >= REREAD
-        if not reread and self.kernel == wanted:
+        # Nothing to do between re-reads when the kernel holds it, or when this very plan was
+        # just applied and some of it could not be (a port not there yet): the re-read retries.
+        if not reread and (self.kernel == wanted or self._applied == wanted):
             return
 
         def work() -> plan.Forwarding:
@@ -280,6 +283,7 @@ class OverlayService:
                 return current
 
         self.kernel = await asyncio.to_thread(work)
+        self._applied = wanted
         if reread:
             self._kernel_at = now
 
