@@ -6,7 +6,8 @@
 
 _weave_commands() {
     case "$1" in
-        "") echo "launch join connect forget status report rmpeer prime stop reset version attach detach ps expose hide lab" ;;
+        "") echo "launch join connect forget status report rmpeer prime stop reset version attach detach ps expose hide rotate-password lab" ;;
+        "rotate-password") echo "begin switch finish cancel" ;;
         "lab") echo "up down exec run rm status kill restart partition heal demo" ;;
     esac
 }
@@ -30,6 +31,11 @@ _weave_options() {
         "ps") echo "--help" ;;
         "expose") echo "--help" ;;
         "hide") echo "--help" ;;
+        "rotate-password") echo "--help" ;;
+        "rotate-password begin") echo "--password --password-file --help" ;;
+        "rotate-password switch") echo "--help" ;;
+        "rotate-password finish") echo "--help" ;;
+        "rotate-password cancel") echo "--help" ;;
         "lab") echo "--help" ;;
         "lab up") echo "--hosts --name --bare --help" ;;
         "lab down") echo "--name --help" ;;
@@ -50,6 +56,7 @@ _weave_valued() {
         "launch") echo "--name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --mtu --password --password-file --trusted-subnets" ;;
         "join") echo "--name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --mtu --password --password-file --trusted-subnets" ;;
         "report") echo "-f --format" ;;
+        "rotate-password begin") echo "--password --password-file" ;;
         "lab up") echo "--hosts --name" ;;
         "lab down") echo "--name" ;;
         "lab exec") echo "--name" ;;

@@ -6,7 +6,9 @@
 function __weave_commands
     switch $argv[1]
         case ''
-            echo launch join connect forget status report rmpeer prime stop reset version attach detach ps expose hide lab
+            echo launch join connect forget status report rmpeer prime stop reset version attach detach ps expose hide rotate-password lab
+        case 'rotate-password'
+            echo begin switch finish cancel
         case 'lab'
             echo up down exec run rm status kill restart partition heal demo
     end
@@ -20,6 +22,8 @@ function __weave_valued
             echo --name --nickname --port --conn-limit --log-level --http-addr --status-addr --host --ipalloc-range --ipalloc-default-subnet --ipalloc-init --ipalloc-timeout --ipam-recover --mtu --password --password-file --trusted-subnets
         case 'report'
             echo -f --format
+        case 'rotate-password begin'
+            echo --password --password-file
         case 'lab up'
             echo --hosts --name
         case 'lab down'
@@ -91,6 +95,7 @@ complete -c weave -n '__weave_at \'\' 0' -a detach -d 'Remove ADDRs (all when no
 complete -c weave -n '__weave_at \'\' 0' -a ps -d 'List what is attached to this host\'s bridge: \'<id> <mac> <cidr>...\', the...'
 complete -c weave -n '__weave_at \'\' 0' -a expose -d 'Give this host addresses on the weave network (allocated as weave:expose...'
 complete -c weave -n '__weave_at \'\' 0' -a hide -d 'Remove this host\'s exposed addresses (those in the default subnet when none...'
+complete -c weave -n '__weave_at \'\' 0' -a rotate-password -d 'Change the network\'s password without splitting it: run \'begin\' on every...'
 complete -c weave -n '__weave_at \'\' 0' -a lab -d 'A multi-host weave network on this machine, for trying and testing.'
 complete -c weave -n '__weave_at \'\'' -l install-completion -d 'Install completion for the current shell.'
 complete -c weave -n '__weave_at \'\'' -l show-completion -d 'Show completion for the current shell, to copy it or customize the installation.'
@@ -157,6 +162,17 @@ complete -c weave -n '__weave_at \'detach\'' -l help -d 'Show this message and e
 complete -c weave -n '__weave_at \'ps\'' -l help -d 'Show this message and exit.'
 complete -c weave -n '__weave_at \'expose\'' -l help -d 'Show this message and exit.'
 complete -c weave -n '__weave_at \'hide\'' -l help -d 'Show this message and exit.'
+complete -c weave -n '__weave_at \'rotate-password\' 0' -a begin -d 'Accept the NEW password besides the current one (this host still sends with...'
+complete -c weave -n '__weave_at \'rotate-password\' 0' -a switch -d 'Send with the new password; keep accepting the previous one.'
+complete -c weave -n '__weave_at \'rotate-password\' 0' -a finish -d 'Stop accepting the previous password; connections still keyed with it are...'
+complete -c weave -n '__weave_at \'rotate-password\' 0' -a cancel -d 'Undo \'begin\' on this host: stop accepting the next password.'
+complete -c weave -n '__weave_at \'rotate-password\'' -l help -d 'Show this message and exit.'
+complete -c weave -n '__weave_at \'rotate-password begin\'' -l password -r -d 'Encrypt the network with this password (visible in the process list: prefer...'
+complete -c weave -n '__weave_at \'rotate-password begin\'' -l password-file -r -d 'Encrypt the network with the password in this file (mode 0600).'
+complete -c weave -n '__weave_at \'rotate-password begin\'' -l help -d 'Show this message and exit.'
+complete -c weave -n '__weave_at \'rotate-password switch\'' -l help -d 'Show this message and exit.'
+complete -c weave -n '__weave_at \'rotate-password finish\'' -l help -d 'Show this message and exit.'
+complete -c weave -n '__weave_at \'rotate-password cancel\'' -l help -d 'Show this message and exit.'
 complete -c weave -n '__weave_at \'lab\' 0' -a up -d 'Create hosts h1..hN and start routers: h1 launches, the others join 198.18.0.1.'
 complete -c weave -n '__weave_at \'lab\' 0' -a down -d 'Remove the lab: its processes, namespaces, links and directories (idempotent).'
 complete -c weave -n '__weave_at \'lab\' 0' -a exec -d 'Run CMD inside HOST (its network and UTS namespaces, its WEAVE_* dirs) or...'

@@ -3,7 +3,8 @@
     WeaveError                 base; carries ``exit_code`` and a one-line ``hint`` (what to do)
     ├── UsageError             bad command-line input (option, CIDR, template)        exit 2
     │   ├── InvalidPeerError   a PEER that is not host[:port]                         exit 10
-    │   └── InvalidPortError   a port outside 1..65535                                exit 11
+    │   ├── InvalidPortError   a port outside 1..65535                                exit 11
+│   └── RotationError      a password-rotation step out of order                  exit 15
     ├── NotRunningError        no router answers on this host                         exit 3
     ├── AlreadyRunningError    `launch` while a router is running                     exit 4
     ├── StateError             state/run dir unusable (permissions, corruption)       exit 5
@@ -40,6 +41,12 @@ class WeaveError(Exception):
 
 class UsageError(WeaveError):
     exit_code = 2
+
+
+class RotationError(UsageError):
+    """A ``weave rotate-password`` step that does not follow from the current phase."""
+
+    exit_code = 15
 
 
 class NotRunningError(WeaveError):

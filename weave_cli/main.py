@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ps": ("weave_cli.commands.attach", "ps"),
     "expose": ("weave_cli.commands.attach", "expose"),
     "hide": ("weave_cli.commands.attach", "hide"),
+    "rotate-password": ("weave_cli.commands.rotate", "app"),
     "lab": ("weave_cli.commands.lab", "app"),
 }
 
@@ -64,7 +65,7 @@ def build_app(only: str | None = None) -> typer.Typer:
             continue
         target = getattr(importlib.import_module(module), attr)
         if isinstance(target, typer.Typer):
-            app.add_typer(target, name=name, help=LAB_HELP)
+            app.add_typer(target, name=name, help=LAB_HELP if name == "lab" else target.info.help)
         else:
             app.command(name)(target)
     return app

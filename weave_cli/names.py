@@ -108,6 +108,16 @@ class Paths:
         return self.run_dir / "password"
 
     @property
+    def password_next_file(self) -> Path:
+        """A rotation begun: the next password, accepted besides ``password_file`` (0600)."""
+        return self.run_dir / "password.next"
+
+    @property
+    def password_previous_file(self) -> Path:
+        """A rotation switched: the previous password, still accepted (0600)."""
+        return self.run_dir / "password.previous"
+
+    @property
     def log_file(self) -> Path:
         return self.run_dir / "weave.log"
 
@@ -144,6 +154,8 @@ class Paths:
             self.router_pidfile,
             self.launch_config,
             self.password_file,
+            self.password_next_file,
+            self.password_previous_file,
             self.log_file,
             self.stopping_flag,
         ]

@@ -175,6 +175,10 @@ def _subnets(v: Any) -> str:
     return ", ".join(_text(s) for s in v) if v else "none"
 
 
+_ROTATION = {"begun": "begun (sending with the current password, accepting the next one too)",
+             "switched": "switched (sending with the new password, accepting the previous one too)"}
+
+
 def render_status(report: dict[str, Any]) -> str:
     """The ``weave status`` summary (router section, then ipam when ``IPAM`` is present).
 
@@ -197,6 +201,9 @@ def render_status(report: dict[str, Any]) -> str:
         _line("Peers", _peers_summary(_get(router, "Peers"))),
         _line("TrustedSubnets", _subnets(_get(router, "TrustedSubnets"))),
     ]
+    rotation = router.get("PasswordRotation") if isinstance(router, dict) else None
+    if rotation in _ROTATION:
+        lines.insert(6, _line("Rotation", _ROTATION[rotation]))
     ipam = _get(report, "IPAM")
     if isinstance(ipam, dict):
         lines += [

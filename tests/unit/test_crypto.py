@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from weave_cli.crypto import kdf
 from weave_cli.crypto.frames import ACCEPTOR, DIALLER, OVERHEAD, FrameCipher, FrameError
-from weave_cli.crypto.handshake import Handshake, HandshakeError
+from weave_cli.crypto.handshake import Handshake, HandshakeError, PasswordKeys, Session
 from weave_cli.crypto.secret import Secret
 from weave_cli.router.peer import PeerName
 
@@ -52,25 +52,82 @@ def test_secret_never_shows_itself() -> None:
         pickle.dumps(s)
 
 
+def opened(sa: Session, sb: Session) -> tuple[Session, Session]:
+    """Each side opens the other's first frame (FEATURES in the protocol), which keys it."""
+    f = sa.tx.seal(8, b"features a")
+    assert sb.open(f[:4], f[4:]) == (8, b"features a")
+    f = sb.tx.seal(8, b"features b")
+    assert sa.open(f[:4], f[4:]) == (8, b"features b")
+    return sa, sb
+
+
 def test_session_keys_agree_and_differ_per_connection() -> None:
     a, b = keypair(1, outbound=True), keypair(2, outbound=False)
     sa, sb = a.complete(b.public), b.complete(a.public)
+    assert sa.link_secret == sb.link_secret == b""  # not known before the first frame opens
+    opened(sa, sb)
     assert sa.link_secret == sb.link_secret and len(sa.link_secret) == 32
     frame = sa.tx.seal(4, b"hello")
-    assert sb.rx.open(frame[:4], frame[4:]) == (4, b"hello")
+    assert sb.open(frame[:4], frame[4:]) == (4, b"hello")
     back = sb.tx.seal(5, b"back")
-    assert sa.rx.open(back[:4], back[4:]) == (5, b"back")
+    assert sa.open(back[:4], back[4:]) == (5, b"back")
     c = keypair(3, outbound=False)
-    assert keypair(1).complete(c.public).link_secret != sa.link_secret
+    s1, s3 = keypair(1).complete(c.public), c.complete(keypair(1).public)
+    assert opened(s1, s3)[0].link_secret != sa.link_secret
 
 
 def test_a_different_password_gives_different_keys() -> None:
     a, b = keypair(1), keypair(2, pw=OTHER, outbound=False)
     sa, sb = a.complete(b.public), b.complete(a.public)
-    assert sa.link_secret != sb.link_secret
     frame = sa.tx.seal(8, b"features")
     with pytest.raises(FrameError):
-        sb.rx.open(frame[:4], frame[4:])
+        sb.open(frame[:4], frame[4:])
+    with pytest.raises(FrameError):  # nothing is kept after a first frame that failed
+        sb.open(frame[:4], frame[4:])
+    assert sb.link_secret == b""
+
+
+def test_both_preambles_are_bound_into_the_keys() -> None:
+    """S28: a preamble altered on the way (a lower version, another crypto mode) gives the two
+    ends different keys, so the first frame fails to open."""
+    pre_a, pre_b = b"WVPY\x01\x02\x01" + bytes(32), b"WVPY\x01\x02\x01" + bytes([1] * 32)
+    for seen_by_b in (b"WVPY\x01\x01\x01" + bytes(32), pre_a[:-1] + b"\x01"):
+        a, b = keypair(1), keypair(2, outbound=False)
+        sa = a.complete(b.public, local_preamble=pre_a, remote_preamble=pre_b)
+        sb = b.complete(a.public, local_preamble=pre_b, remote_preamble=seen_by_b)
+        frame = sa.tx.seal(8, b"features")
+        with pytest.raises(FrameError):
+            sb.open(frame[:4], frame[4:])
+    a, b = keypair(1), keypair(2, outbound=False)
+    sa = a.complete(b.public, local_preamble=pre_a, remote_preamble=pre_b)
+    sb = b.complete(a.public, local_preamble=pre_b, remote_preamble=pre_a)
+    opened(sa, sb)
+
+
+def test_a_rotation_accepts_either_password_and_keys_each_direction_by_its_sender() -> None:
+    """During a rotation each side seals with its own send key and opens with any it accepts;
+    both ends agree on the link secret, and say which keys the connection rests on."""
+    begun = PasswordKeys(PW, OTHER, "begun")  # sends PW, accepts OTHER too
+    switched = PasswordKeys(OTHER, PW, "switched")  # sends OTHER, accepts PW too
+    for ka, kb in [(begun, switched), (switched, begun), (begun, PasswordKeys(PW)),
+                   (PasswordKeys(OTHER), switched), (switched, switched)]:
+        a, b = Handshake(ka, bytes([1]) * 32, outbound=True), \
+            Handshake(kb, bytes([2]) * 32, outbound=False)
+        sa, sb = opened(a.complete(b.public), b.complete(a.public))
+        assert sa.link_secret == sb.link_secret and len(sa.link_secret) == 32
+        assert sa.keys_used[0] == ka.send and sb.keys_used[0] == kb.send
+        assert sa.keys_used[1] == kb.send and sb.keys_used[1] == ka.send
+    a = Handshake(PasswordKeys(OTHER), bytes([1]) * 32, outbound=True)
+    b = keypair(2, outbound=False)
+    sa, sb = a.complete(b.public), b.complete(a.public)
+    frame = sa.tx.seal(8, b"features")
+    with pytest.raises(FrameError):  # no rotation on B: OTHER is not accepted
+        sb.open(frame[:4], frame[4:])
+    with pytest.raises(ValueError):
+        PasswordKeys(PW, PW, "begun")
+    with pytest.raises(ValueError):
+        PasswordKeys(PW, OTHER)
+    assert repr(begun) == "PasswordKeys(rotation='begun')"
 
 
 def test_bad_remote_keys_are_refused() -> None:
@@ -131,7 +188,7 @@ def test_nonce_and_key_separation_over_many_handshakes(seeds: list[bytes], count
     for i in (0, 2):
         a = Handshake(PW, seeds[i], outbound=True)
         b = Handshake(PW, seeds[i + 1], outbound=False)
-        sa, sb = a.complete(b.public), b.complete(a.public)
+        sa, sb = opened(a.complete(b.public), b.complete(a.public))
         secrets.add(sa.link_secret)
         for cipher in (sa.tx, sb.tx):
             for _ in range(count + 1):

@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from weave_cli.crypto.handshake import PasswordKeys
 from weave_cli.crypto.kdf import password_key
 from weave_cli.crypto.secret import Secret
 from weave_cli.router.driver import MeshDriver, TokenBucket
@@ -22,7 +23,8 @@ async def _driver(seed: int, pw: Secret | None, targets: tuple[str, ...] = ()) -
     loop = asyncio.get_running_loop()
     rng = random.Random(seed)
     core = MeshCore(MeshConfig(name=PeerName.random(rng), nickname=f"h{seed}", uid=seed,
-                               port=0, password_key=pw, retry_initial=30.0),
+                               port=0, password_keys=None if pw is None else PasswordKeys(pw),
+                               retry_initial=30.0),
                     now=loop.time(), rng=rng, targets=targets)
     driver = MeshDriver(core, host="127.0.0.1", port=0, on_targets=lambda _t: None)
     await driver.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 
+from weave_cli.crypto.handshake import PasswordKeys
 from weave_cli.crypto.kdf import password_key, sleeve_keys
 from weave_cli.crypto.secret import Secret
 from weave_cli.render import render_connections, render_status
@@ -17,10 +18,14 @@ PW = password_key(Secret(PASSWORD), n=2**10)
 OTHER = password_key(Secret(b"something else"), n=2**10)
 
 
-def core(name: PeerName, pw: Secret | None, targets: tuple[str, ...] = (),
+def keys(pw: Secret | PasswordKeys | None) -> PasswordKeys | None:
+    return PasswordKeys(pw) if isinstance(pw, Secret) else pw
+
+
+def core(name: PeerName, pw: Secret | PasswordKeys | None, targets: tuple[str, ...] = (),
          trusted: tuple[str, ...] = ()) -> MeshCore:
     config = MeshConfig(name=name, nickname=f"n{int(name) & 0xff}", uid=int(name) + 7,
-                        password_key=pw, trusted_subnets=trusted)
+                        password_keys=keys(pw), trusted_subnets=trusted)
     rng = random.Random(int(name))
     return MeshCore(config, now=0.0, rng=rng, targets=targets, entropy=rng.randbytes)
 
@@ -29,7 +34,10 @@ def sends(actions: list[object], conn: int) -> bytes:
     return b"".join(a.data for a in actions if isinstance(a, Send) and a.conn == conn)
 
 
-def link(pa: Secret | None, pb: Secret | None, ta: tuple[str, ...] = (),
+Keys = Secret | PasswordKeys | None
+
+
+def link(pa: Keys, pb: Keys, ta: tuple[str, ...] = (),
          tb: tuple[str, ...] = (), now: float = 0.0) -> tuple[MeshCore, MeshCore]:
     """A dials B (10.0.0.2) from 10.0.0.1; bytes are shuttled until both are quiet."""
     a, b = core(A, pa, ("10.0.0.2",), ta), core(B, pb, (), tb)
@@ -151,3 +159,31 @@ def test_the_refusing_side_shows_auth_failed_too_for_a_minute() -> None:
         assert "auth_failed" in rows[0]["Info"]  # type: ignore[index]
         assert "auth_failed" in render_connections(report(b))
         assert b.status(61.0)["Connections"] == []  # forgotten a minute later
+
+
+def test_a_rotation_never_splits_two_peers_and_finish_redials_the_old_key() -> None:
+    """Every pair of phases a rolling rotation can put side by side connects; ``finish``
+    closes only the connections still keyed with the old password, and they come back."""
+    begun, switched, new = (PasswordKeys(PW, OTHER, "begun"), PasswordKeys(OTHER, PW, "switched"),
+                            PasswordKeys(OTHER))
+    for pa, pb in [(PW, begun), (begun, begun), (begun, switched), (switched, switched),
+                   (switched, new), (new, switched), (new, new)]:
+        a, b = link(pa, pb)
+        assert a.connected_peers() == [B] and b.connected_peers() == [A], (pa, pb)
+        assert len(a.link_secrets()[B]) == 32 and a.link_secrets()[B] == b.link_secrets()[A]
+    for pa, pb in [(PW, switched), (PW, new), (begun, new)]:  # two steps apart: refused
+        a, b = link(pa, pb)  # by the side that cannot open the other's frames (which closes)
+        assert a.active == {} or b.active == {}, (pa, pb)
+    assert link(begun, PW)[0].status(0.0)["PasswordRotation"] == "begun"
+    a, b = link(switched, switched)  # a connection made while both still accepted PW ...
+    assert a.set_password_keys(new, 1.0) == 0  # ... keyed with OTHER both ways: kept
+    a, b = link(begun, switched)  # A sends PW: after finish it must go
+    assert b.set_password_keys(new, 1.0) == 1 and b.active == {}
+    assert b.status(1.0)["PasswordRotation"] == ""
+    a, b = link(PW, PW)
+    try:
+        link(None, None)[0].set_password_keys(new, 1.0)
+    except ValueError as err:
+        assert "no password" in str(err)
+    else:
+        raise AssertionError("a plaintext router took a password")

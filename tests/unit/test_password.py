@@ -183,13 +183,14 @@ def test_the_router_derives_the_key_from_its_file_and_logs_nothing_of_it(
     paths.password_file.write_text(PASSWORD)
     caplog.set_level(logging.DEBUG)
     router = Router(paths, LaunchConfig(encrypted=True).validate(), random.Random(1))
-    key = asyncio.run(router.password_key())
+    keys = asyncio.run(router.password_keys())
+    assert keys is not None and keys.also is None
+    key = keys.send
     assert key == password_key(Secret(PASSWORD.encode()))
     plain = Router(paths, LaunchConfig().validate(), random.Random(1))
-    assert asyncio.run(plain.password_key()) is None
+    assert asyncio.run(plain.password_keys()) is None
     paths.password_file.unlink()
     with pytest.raises(UsageError, match="run 'weave launch' again") as err:
-        asyncio.run(router.password_key())
-    assert key is not None
+        asyncio.run(router.password_keys())
     for text in (caplog.text, str(err.value), repr(router.cfg), repr(key)):
         assert PASSWORD not in text and key.reveal().hex() not in text

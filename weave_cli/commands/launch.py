@@ -216,6 +216,8 @@ def start_router(cfg: LaunchConfig, paths: Paths, password: Secret | None = None
             "use 'weave connect PEER' to add peers, or 'weave stop' first",
         )
     state.remove_quietly(paths.socket)
+    for rotating in (paths.password_next_file, paths.password_previous_file):
+        state.remove_quietly(rotating)  # a launch names one password: no rotation carries on
     if password is not None and cfg.encrypted:
         state.write_atomic(paths.password_file, password.reveal().decode("utf-8"))
     else:

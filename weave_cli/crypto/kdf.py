@@ -4,12 +4,18 @@ Chain (docs/encryption.md)::
 
     password_key  = scrypt(password, salt=PASSWORD_SALT, n=2**15, r=8, p=1, 32 bytes)
                     -- once per router start (~0.1 s); every offline guess costs one of these
-    session       = HKDF-SHA256(ikm=X25519(ours, theirs), salt=password_key,
-                                info=b"weave session" + lower public key + higher public key)
-    c2s / s2c     = HKDF-SHA256(session, info=b"weave c2s" / b"weave s2c")   frame keys
-    link_secret   = HKDF-SHA256(session, info=b"weave sleeve")               for the sleeve
+    session(k)    = HKDF-SHA256(ikm=X25519(ours, theirs), salt=k,
+                                info=b"weave session" + transcript)
+                    -- transcript: the dialler's public key, the acceptor's, then both
+                       preambles as sent (dialler's first), so nothing in them can be altered
+    c2s           = HKDF-SHA256(session(key the dialler sends with), info=b"weave c2s")
+    s2c           = HKDF-SHA256(session(key the acceptor sends with), info=b"weave s2c")
+    link_secret   = HKDF-SHA256(dialler's session + acceptor's session, info=b"weave sleeve")
     sleeve tx/rx  = HKDF-SHA256(link_secret, info=b"weave sleeve key" + sender + receiver)
 
+Outside a password rotation both ends send with the same key, so both sessions are one. During
+one (docs/security.md) each side seals with its own current key and opens with any key it
+accepts, so the two directions may use different passwords.
 The salt is a fixed, protocol-specific constant, so every host derives the same key from the
 same password without configuration. A per-cluster salt would have to be distributed out of
 band alongside the password; the constant still stops tables precomputed for other systems,
@@ -54,19 +60,19 @@ def hkdf(ikm: bytes, info: bytes, salt: bytes | None = None) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=salt, info=info).derive(ikm)
 
 
-def session_secret(shared: bytes, pw_key: Secret, pub_a: bytes, pub_b: bytes) -> bytes:
-    """Both ends compute the same value: the public keys are taken in sorted order."""
-    low, high = sorted((pub_a, pub_b))
-    return hkdf(shared, SESSION_INFO + low + high, salt=pw_key.reveal())
+def session_secret(shared: bytes, pw_key: Secret, transcript: bytes) -> bytes:
+    """``transcript`` is the same bytes on both ends (both public keys and preambles, in the
+    dialler's-first order), so any change to them on the way gives the two ends other keys."""
+    return hkdf(shared, SESSION_INFO + transcript, salt=pw_key.reveal())
 
 
-def direction_keys(session: bytes) -> tuple[bytes, bytes]:
-    """(c2s, s2c): the key of the dialler's frames, then of the acceptor's."""
-    return hkdf(session, C2S_INFO), hkdf(session, S2C_INFO)
+def direction_key(session: bytes, *, dialler: bool) -> bytes:
+    """The frame key of the dialler's frames (c2s) or of the acceptor's (s2c)."""
+    return hkdf(session, C2S_INFO if dialler else S2C_INFO)
 
 
-def link_secret(session: bytes) -> bytes:
-    return hkdf(session, SLEEVE_INFO)
+def link_secret(dialler_session: bytes, acceptor_session: bytes) -> bytes:
+    return hkdf(dialler_session + acceptor_session, SLEEVE_INFO)
 
 
 def sleeve_keys(link_secret: bytes, local: PeerName, remote: PeerName) -> tuple[bytes, bytes]:

@@ -25,10 +25,9 @@ from aiohttp import web
 
 from weave_cli import __version__
 from weave_cli.config import LaunchConfig, parse_http_addr
+from weave_cli.crypto.handshake import PasswordKeys
 from weave_cli.crypto.kdf import password_key
-from weave_cli.crypto.password import load_router_password
-from weave_cli.crypto.secret import Secret
-from weave_cli.errors import WeaveError
+from weave_cli.errors import RotationError, WeaveError
 from weave_cli.ipam.channel import CHANNEL as IPAM_CHANNEL
 from weave_cli.ipam.channel import IPAMChannel
 from weave_cli.ipam.service import IPAMService
@@ -39,7 +38,7 @@ from weave_cli.net.keeper import DatapathKeeper
 from weave_cli.net.keeper import for_router as datapath_keeper
 from weave_cli.net.overlay import OverlaySpec
 from weave_cli.overlay.service import OverlayService
-from weave_cli.router import state
+from weave_cli.router import rotation, state
 from weave_cli.router.dataplane import (
     computed_mtu,
     docker_watcher,
@@ -105,14 +104,27 @@ class Router:
         state.save_targets(self.paths, self.cfg.peers)
         return list(self.cfg.peers)
 
-    async def password_key(self) -> Secret | None:
-        """The scrypt key of the password file (one slow derivation per start), or None."""
+    async def password_keys(self) -> PasswordKeys | None:
+        """The scrypt keys of the password files (one slow derivation per password, in a
+        thread), or None without a password."""
         if not self.cfg.encrypted:
             return None
-        return await asyncio.to_thread(password_key, load_router_password(self.paths.password_file))
+        return await asyncio.to_thread(rotation.load_keys, self.paths, password_key)
+
+    async def reload_password(self) -> str:
+        """A rotation step: the files again, then the mesh core's keys (which closes the
+        connections keyed with a password no longer accepted)."""
+        assert self.driver is not None
+        keys = await self.password_keys()
+        if keys is None:
+            raise RotationError("this router runs without a password")
+        closed = await self.driver.query(lambda core, now: core.set_password_keys(keys, now))
+        what = rotation.describe(keys.rotation) or "one password (no rotation in progress)"
+        log.info("password files reloaded: %s; %d connection(s) redialled", what, closed)
+        return f"{what}; {closed} connection(s) redialled\n"
 
     async def start(self) -> None:
-        pw_key = await self.password_key()
+        pw_key = await self.password_keys()
         peer_existed = self.paths.peer_file.exists()
         name = state.load_or_create_peer_name(self.paths, self.cfg.name, self.rng)
         setup = open_ipam(self.paths, self.cfg, name, self.rng, peer_existed=peer_existed)
@@ -130,7 +142,7 @@ class Router:
             protocol=ProtocolSettings(heartbeat_interval=hb, heartbeat_timeout=4 * hb),
             retry_max=self.cfg.retry_max,
             confirm_data_path=self.keeper is not None,
-            password_key=pw_key,
+            password_keys=pw_key,
             trusted_subnets=tuple(self.cfg.trusted_subnets),
         )
         core = MeshCore(mesh_config, now=loop.time(), rng=self.rng, targets=self.initial_targets())
@@ -163,7 +175,8 @@ class Router:
         self.ready = True
 
     async def _serve_http(self) -> None:
-        handlers = Handlers(self.report, self.connect, self.forget, IPAMRoutes(self.ipam))
+        handlers = Handlers(self.report, self.connect, self.forget, IPAMRoutes(self.ipam),
+                            self.reload_password if self.cfg.encrypted else None)
         full = web.AppRunner(build_app(handlers, full=True), access_log=None, shutdown_timeout=2)
         await full.setup()
         self.runners.append(full)

@@ -33,16 +33,19 @@ FULL_API = web.AppKey("full_api", bool)
 
 Report = Callable[[], Awaitable[dict[str, Any]]]
 PeerCall = Callable[[list[str], bool], Awaitable[None]]
+Reload = Callable[[], Awaitable[str]]
 
 
 class Handlers:
-    """Route handlers over three callables supplied by the daemon."""
+    """Route handlers over the callables supplied by the daemon."""
 
     def __init__(
-        self, report: Report, connect: PeerCall, forget: PeerCall, ipam: IPAMRoutes | None = None
+        self, report: Report, connect: PeerCall, forget: PeerCall, ipam: IPAMRoutes | None = None,
+        reload_password: Reload | None = None,
     ) -> None:
         self.report, self.connect_peers, self.forget_peers = report, connect, forget
         self.ipam = ipam  # an http_ipam.IPAMRoutes, whose routes join the full API
+        self.reload_password = reload_password  # re-read the password files (a rotation step)
 
     async def status(self, request: web.Request) -> web.Response:
         from weave_cli import render
@@ -111,6 +114,16 @@ class Handlers:
             return _text(400, str(err))
         return _text(200, "")
 
+    async def password_reload(self, request: web.Request) -> web.Response:
+        """The CLI changed the password files (``weave rotate-password``): take them up. The
+        request carries no secret; the router reads the root-only files itself."""
+        if self.reload_password is None:
+            return _text(409, "this router runs without a password")
+        try:
+            return _text(200, await self.reload_password())
+        except WeaveError as err:
+            return _text(409, str(err))
+
 
 def _text(status: int, body: str) -> web.Response:
     if body and not body.endswith("\n"):
@@ -164,4 +177,6 @@ def build_app(handlers: Handlers, *, full: bool, tcp: bool = False) -> web.Appli
         app.router.add_post("/forget", handlers.forget)
         if handlers.ipam is not None:
             handlers.ipam.add_to(app)
+        if not tcp:  # the 0600 socket only, never --http-addr
+            app.router.add_post("/password/reload", handlers.password_reload)
     return app

@@ -35,6 +35,7 @@ from weave_cli.router import mesh_crypto
 from weave_cli.router.channels import ChannelHandler, TopologyChannel
 from weave_cli.router.gossip import GossipMessage, encode_gossip
 from weave_cli.router.mesh_gossip import TOPOLOGY, GossipPlane
+from weave_cli.router.mesh_links import LinkPlane
 from weave_cli.router.mesh_status import render_status
 from weave_cli.router.mesh_types import (
     Action,
@@ -65,12 +66,13 @@ __all__ = ["Action", "Close", "Conn", "Dial", "MeshConfig", "MeshCore", "Send", 
            "TOPOLOGY"]
 
 
-class MeshCore(GossipPlane):
+class MeshCore(GossipPlane, LinkPlane):
     def __init__(self, config: MeshConfig, *, now: float, rng: random.Random,
                  targets: Iterable[str] = (),
                  entropy: Callable[[int], bytes] = os.urandom) -> None:
         self.config, self.rng, self.entropy = config, rng, entropy  # entropy: X25519 keys
         self.trusted = mesh_crypto.parse_subnets(config.trusted_subnets)
+        self.password_keys = config.password_keys
         self.identity = LocalIdentity(config.name, config.nickname, config.uid)
         self.topology = Topology(PeerEntry(config.name, config.nickname, config.uid, 1,
                                            rng.getrandbits(12)))
@@ -123,8 +125,8 @@ class MeshCore(GossipPlane):
         proto = ConnectionProtocol(identity, outbound=outbound,
                                    conn_id=self.rng.getrandbits(63), now=now,
                                    settings=self.config.protocol,
-                                   handshake=mesh_crypto.new_handshake(self.config, self.entropy,
-                                                                       outbound))
+                                   handshake=mesh_crypto.new_handshake(self.password_keys,
+                                                                       self.entropy, outbound))
         self.conns[conn] = Conn(conn, proto, remote_addr, outbound, target,
                                 data_path_confirmed=not self.config.confirm_data_path)
         self._touched.add(conn)
@@ -188,45 +190,6 @@ class MeshCore(GossipPlane):
         """The `weave report` Router section; ``wall`` is the wall clock matching ``now``
         (used only to print retry times; without it ``now`` is taken as the wall clock)."""
         return render_status(self, now, wall)
-
-    def link_secrets(self) -> dict[PeerName, bytes]:
-        """Every peer with an active connection and its 32-byte sleeve secret (b"" when the
-        link's data path is plaintext: no password, or both ends trust each other)."""
-        return {name: mesh_crypto.link_secret(self.conns[cid]) for name, cid in self.active.items()}
-
-    def link_crypto(self) -> dict[PeerName, tuple[bytes, bool]]:
-        """Per active connection: its 32-byte link secret (b"" without a password) and whether
-        both ends trust each other's subnet, so its data path may go unencrypted."""
-        return {name: (self.conns[cid].proto.link_secret, self.conns[cid].data_plaintext)
-                for name, cid in self.active.items()}
-
-    def drop_connections(self, reason: str, now: float) -> None:
-        """Close every connection (their targets reconnect as after any failure)."""
-        for c in list(self.conns.values()):
-            if c.id in self.conns:
-                c.proto.close(reason)
-                self._pump(c, now)
-        self._finish(now)
-
-    def neighbour_connections(self) -> dict[PeerName, int]:
-        """The id of the active connection to each neighbour (a new one: a new link)."""
-        return dict(self.active)
-
-    def neighbours(self) -> dict[PeerName, str]:
-        """Every peer with an active connection, and its underlay IP address."""
-        return {name: self.conns[cid].address[0] for name, cid in self.active.items()}
-
-    def set_overlay(self, peer: PeerName, overlay: str, confirmed: bool,
-                    attrs: dict[str, object], now: float) -> None:
-        """The overlay's verdict on the link to ``peer``: what carries it, and whether its data
-        path is confirmed (a change of that is a topology change)."""
-        c = self.conns.get(self.active.get(peer, -1))
-        if c is not None:
-            c.overlay, c.extra = overlay, dict(attrs)
-            if c.data_path_confirmed != confirmed:
-                c.data_path_confirmed = confirmed
-                self._local_dirty = True
-        self._finish(now)
 
     # -- connection events --------------------------------------------------------------------
 

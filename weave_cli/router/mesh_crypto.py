@@ -2,6 +2,8 @@
 
 * ``new_handshake``: one ``Handshake`` per connection when the router has a password key,
   keyed from ``entropy`` (the router passes ``os.urandom``; the simulation a seeded source).
+* ``rests_on_dropped_key``: after a rotation step, whether a connection still depends on a
+  password that is no longer accepted (it is closed and redialled).
 * ``trusted``: whether an address lies in our ``--trusted-subnets``; we tell the peer in the
   ``Trusted`` feature (sent only when subnets are configured, so plaintext-mode bytes do not
   change). Sealed with the rest of FEATURES, an on-path attacker cannot forge it.
@@ -17,8 +19,8 @@ import ipaddress
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from weave_cli.crypto.handshake import PRIVATE_SIZE, Handshake
-from weave_cli.router.mesh_types import Conn, MeshConfig
+from weave_cli.crypto.handshake import PRIVATE_SIZE, Handshake, PasswordKeys
+from weave_cli.router.mesh_types import Conn
 
 TRUSTED: Final = "Trusted"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -44,11 +46,19 @@ def local_features(subnets: Sequence[Network], host: str) -> dict[str, str]:
     return {TRUSTED: "true" if trusted(subnets, host) else "false"} if subnets else {}
 
 
-def new_handshake(config: MeshConfig, entropy: Callable[[int], bytes],
+def new_handshake(keys: PasswordKeys | None, entropy: Callable[[int], bytes],
                   outbound: bool) -> Handshake | None:
-    if config.password_key is None:
+    if keys is None:
         return None
-    return Handshake(config.password_key, entropy(PRIVATE_SIZE), outbound=outbound)
+    return Handshake(keys, entropy(PRIVATE_SIZE), outbound=outbound)
+
+
+def rests_on_dropped_key(keys: PasswordKeys, c: Conn) -> bool:
+    """The connection was keyed with a password ``keys`` no longer accepts (either direction;
+    before its first frame, ours), so a rotation must close it."""
+    session = c.proto.session
+    used = session.keys_used if session is not None else ()
+    return not all(keys.accepts(k) for k in used)
 
 
 def data_plaintext(subnets: Sequence[Network], c: Conn) -> bool:

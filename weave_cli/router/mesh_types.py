@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from weave_cli.crypto.secret import Secret
+from weave_cli.crypto.handshake import PasswordKeys
 from weave_cli.router.peer import PeerName
 from weave_cli.router.protocol import ConnectionProtocol, ProtocolSettings, RemoteIdentity
 from weave_cli.router.targets import address_key
@@ -34,8 +34,10 @@ class MeshConfig:
     # True when an overlay runs and confirms each link's data path (the router as root); the
     # pure tests and a router that manages no data path leave links confirmed at handshake.
     confirm_data_path: bool = False
-    # The scrypt key of --password (weave_cli.crypto.kdf.password_key); None = plaintext.
-    password_key: Secret | None = field(default=None, repr=False, compare=False)
+    # The scrypt key(s) of the password (weave_cli.crypto.kdf.password_key): the one we send
+    # with, and during a rotation one more we accept; None = plaintext. ``MeshCore`` holds the
+    # current ones (``password_keys``), which a rotation replaces at run time.
+    password_keys: PasswordKeys | None = field(default=None, repr=False, compare=False)
     trusted_subnets: tuple[str, ...] = ()  # --trusted-subnets, as given (validated CIDRs)
 
 

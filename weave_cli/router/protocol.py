@@ -22,7 +22,9 @@ Wire layout (all integers unsigned, big-endian)::
     + 16 <= 17 + limit; a frame that fails to open closes the connection.
     the first frame is FEATURES (sent once the remote preamble is accepted); its body is the
     features map of weave_cli.router.features (4..64 entries). Encrypted, it is the first
-    sealed frame, so a peer with another password fails right there.
+    sealed frame, so a peer with another password fails right there; the keys are bound to
+    both preambles as sent, so a preamble altered on the way (a lower version offered, say)
+    fails there too.
 
 ``limit`` is ``FEATURES_MAX_BODY`` during the handshake and ``settings.max_frame`` after it.
 Invariant: once ``receive_data`` returns, the input buffer holds at most one partial frame
@@ -35,7 +37,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Final, Literal
 
-from weave_cli.crypto.frames import OVERHEAD, FrameCipher, FrameError
+from weave_cli.crypto.frames import OVERHEAD, FrameError
 from weave_cli.crypto.handshake import PUBLIC_SIZE, Handshake, HandshakeError, Session
 from weave_cli.errors import ProtocolError
 from weave_cli.router.features import (
@@ -131,8 +133,9 @@ class ConnectionProtocol:
         self.session: Session | None = None
         crypto = bytes([CRYPTO_NONE]) if handshake is None \
             else bytes([CRYPTO_X25519]) + handshake.public
-        self._outbuf = bytearray(MAGIC + bytes([settings.min_version, settings.max_version])
-                                 + crypto)
+        self._preamble = MAGIC + bytes([settings.min_version, settings.max_version]) + crypto
+        self._outbuf = bytearray(self._preamble)
+        self._remote_header = b""
         self._events: deque[Event] = deque()
         self._rx: Literal["header", "crypto", "frames"] = "header"
         self._handshake_deadline = now + settings.handshake_timeout
@@ -244,6 +247,7 @@ class ConnectionProtocol:
                 if avail < HEADER_SIZE:
                     break
                 self._negotiate(buf[pos + 4], buf[pos + 5])
+                self._remote_header = bytes(buf[pos : pos + HEADER_SIZE])
                 pos += HEADER_SIZE
                 self._rx = "crypto"
             elif self._rx == "crypto":
@@ -268,7 +272,7 @@ class ConnectionProtocol:
                 if self.session is None:
                     tag, body = buf[pos + 4], bytes(buf[pos + 5 : pos + 4 + length])
                 else:
-                    tag, body = self._open(self.session.rx, bytes(buf[pos : pos + 4]),
+                    tag, body = self._open(self.session, bytes(buf[pos : pos + 4]),
                                            bytes(buf[pos + 4 : pos + 4 + length]))
                 pos += 4 + length
                 self._on_frame(tag, body, now)
@@ -291,14 +295,16 @@ class ConnectionProtocol:
         if len(head) < 1 + PUBLIC_SIZE:
             return 0
         try:
-            self.session = self._handshake.complete(head[1:])
+            self.session = self._handshake.complete(
+                head[1 : 1 + PUBLIC_SIZE], local_preamble=self._preamble,
+                remote_preamble=self._remote_header + head[: 1 + PUBLIC_SIZE])
         except HandshakeError as err:
             raise _Violation(f"{AUTH_FAILED}: {err}") from None
         return 1 + PUBLIC_SIZE
 
-    def _open(self, rx: FrameCipher, header: bytes, sealed: bytes) -> tuple[int, bytes]:
+    def _open(self, session: Session, header: bytes, sealed: bytes) -> tuple[int, bytes]:
         try:
-            return rx.open(header, sealed)
+            return session.open(header, sealed)
         except FrameError:
             raise _Violation(WRONG_PASSWORD if self.state == "handshake" else TAMPERED) from None
 

@@ -1,0 +1,101 @@
+"""``weave rotate-password``: change the network's password without ever splitting it.
+
+Four steps, each run on every host before the next one is run anywhere (docs/security.md):
+``begin`` (accept the next password too), ``switch`` (send with it, still accept the old one),
+``finish`` (stop accepting the old one); ``cancel`` undoes a ``begin``. Each step rewrites the
+password files in the run directory (``weave_cli.router.rotation``) and asks the running
+router to take them up; the request carries no secret. Without a running router the files
+change all the same and the router uses them when it restarts (a new ``weave launch`` names
+one password and ends any rotation).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+
+import typer
+
+from weave_cli.commands.launch import PasswordFileOpt, PasswordOpt
+from weave_cli.errors import NotRunningError, RotationError
+from weave_cli.names import Paths
+
+app = typer.Typer(
+    help="Change the network's password without splitting it: run 'begin' on every host, "
+         "then 'switch' on every host, then 'finish' on every host.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+NEXT_STEP = {
+    "begin": "when every host has begun, run 'weave rotate-password switch' on each",
+    "switch": "when every host has switched, run 'weave rotate-password finish' on each",
+    "finish": "the rotation is complete on this host",
+    "cancel": "this host accepts only its current password again",
+}
+
+
+def _encrypted(paths: Paths) -> None:
+    try:
+        launched = json.loads(paths.launch_config.read_text())
+    except (OSError, ValueError):
+        raise NotRunningError("weave has not been launched on this host",
+                              "launch it with --password-file first") from None
+    if not launched.get("encrypted") or not paths.password_file.exists():
+        raise RotationError("this network has no password, so there is none to rotate",
+                            "launch every router with --password-file to encrypt it")
+
+
+def _step(name: str, change: Callable[[Paths], None]) -> None:
+    from weave_cli.client import RouterClient
+
+    paths = Paths.from_env()
+    _encrypted(paths)
+    change(paths)
+    try:
+        answer = RouterClient(paths, timeout=10.0).call("POST", "/password/reload").text.strip()
+    except NotRunningError:
+        answer = "the router is not running; it reads the new files when it starts"
+    print(f"{name}: {answer}")
+    print(NEXT_STEP[name], file=sys.stderr)
+
+
+@app.command()
+def begin(password: PasswordOpt = None, password_file: PasswordFileOpt = None) -> None:
+    """Accept the NEW password besides the current one (this host still sends with the
+    current one). The new password comes from --password-file, WEAVE_PASSWORD or --password."""
+    from weave_cli.crypto.password import choose_password
+    from weave_cli.router import rotation
+
+    new = choose_password(password, password_file, os.environ,
+                          lambda text: print(text, file=sys.stderr))
+    if new is None:
+        raise RotationError("no new password given",
+                            "give it with --password-file (or WEAVE_PASSWORD)")
+    _step("begin", lambda paths: rotation.begin(paths, new))
+
+
+@app.command()
+def switch() -> None:
+    """Send with the new password; keep accepting the previous one."""
+    from weave_cli.router import rotation
+
+    _step("switch", rotation.switch)
+
+
+@app.command()
+def finish() -> None:
+    """Stop accepting the previous password; connections still keyed with it are redialled."""
+    from weave_cli.router import rotation
+
+    _step("finish", rotation.finish)
+
+
+@app.command()
+def cancel() -> None:
+    """Undo 'begin' on this host: stop accepting the next password."""
+    from weave_cli.router import rotation
+
+    _step("cancel", rotation.cancel)

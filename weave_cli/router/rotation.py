@@ -1,0 +1,127 @@
+"""Password rotation without splitting the network: the password files and the steps.
+
+A router seals its frames with one password and accepts one more during a rotation
+(``PasswordKeys``). The files, in the run directory, mode 0600, written atomically:
+
+    password            the password we send with (``weave launch`` writes it)
+    password.next       phase "begun": the next password, accepted besides the current one
+    password.previous   phase "switched": the previous password, still accepted; the new one is
+                        now in ``password``
+
+Steps, each run on every host before the next step is run anywhere::
+
+    (none) --begin NEW--> begun --switch--> switched --finish--> (none)
+                          begun --cancel--> (none)
+
+After ``begin`` everywhere, every router accepts both passwords, so whichever one a peer sends
+with is accepted; after ``switch`` everywhere, all send with the new one; ``finish`` stops
+accepting the old one (connections still keyed with it are redialled). At no step do two
+routers refuse each other. The files are the truth: the router reads them at start (supervisor
+restarts included) and on ``POST /password/reload``. A crash inside ``switch`` leaves
+``password`` already new and both others present; the next ``switch`` completes it and the
+loader accepts every password present meanwhile (the send key is always ``password``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+from weave_cli.crypto.handshake import PasswordKeys, Rotation
+from weave_cli.crypto.password import load_router_password
+from weave_cli.crypto.secret import Secret
+from weave_cli.errors import RotationError
+from weave_cli.names import Paths
+from weave_cli.router import state
+
+NEXT: Final[Rotation] = "begun"
+PREVIOUS: Final[Rotation] = "switched"
+
+
+def next_file(paths: Paths) -> Path:
+    return paths.password_next_file
+
+
+def previous_file(paths: Paths) -> Path:
+    return paths.password_previous_file
+
+
+def _other(paths: Paths) -> tuple[Rotation, Secret | None]:
+    """The phase and the second accepted password; a file holding the send password counts
+    as absent (so a ``switch`` cut short reads as the phase it really is in)."""
+    send = load_router_password(paths.password_file)
+    order: tuple[tuple[Rotation, Path], ...] = ((PREVIOUS, previous_file(paths)),
+                                               (NEXT, next_file(paths)))
+    for label, path in order:
+        if path.exists() and (other := load_router_password(path)) != send:
+            return label, other
+    return "", None
+
+
+def phase(paths: Paths) -> Rotation:
+    return _other(paths)[0]
+
+
+def load_keys(paths: Paths, derive: Callable[[Secret], Secret]) -> PasswordKeys:
+    """The router's keys from the files (``derive`` is the slow scrypt, once per password)."""
+    send = derive(load_router_password(paths.password_file))
+    label, other = _other(paths)
+    return PasswordKeys(send) if other is None else PasswordKeys(send, derive(other), label)
+
+
+def _write(path: Path, secret: Secret) -> None:
+    state.write_atomic(path, secret.reveal().decode("utf-8"))
+
+
+def begin(paths: Paths, new: Secret) -> None:
+    """Accept ``new`` besides the current password (still sending with the current one)."""
+    current = phase(paths)
+    if current == PREVIOUS:
+        raise RotationError("a rotation is still being finished on this host",
+                            "run 'weave rotate-password finish' first")
+    if load_router_password(paths.password_file) == new:
+        raise RotationError("the new password is the current one", "give a different password")
+    if current == NEXT and load_router_password(next_file(paths)) != new:
+        raise RotationError("a rotation to another password has begun on this host",
+                            "run 'weave rotate-password cancel' first, or give the same password")
+    _write(next_file(paths), new)
+
+
+def switch(paths: Paths) -> None:
+    """Send with the next password; keep accepting the current one as the previous."""
+    if not next_file(paths).exists():
+        raise RotationError("no rotation has begun on this host",
+                            "run 'weave rotate-password begin --password-file NEW' first")
+    new = load_router_password(next_file(paths))
+    if load_router_password(paths.password_file) != new:  # not already half done
+        _write(previous_file(paths), load_router_password(paths.password_file))
+        _write(paths.password_file, new)
+    state.remove_quietly(next_file(paths))
+
+
+def finish(paths: Paths) -> None:
+    """Stop accepting the previous password."""
+    if next_file(paths).exists():
+        raise RotationError("this host has not switched to the new password yet",
+                            "run 'weave rotate-password switch' (after 'begin' on every host)")
+    if phase(paths) != PREVIOUS:
+        raise RotationError("no rotation is in progress on this host",
+                            "start one with 'weave rotate-password begin --password-file NEW'")
+    state.remove_quietly(previous_file(paths))
+
+
+def cancel(paths: Paths) -> None:
+    """Undo ``begin``: stop accepting the next password."""
+    if phase(paths) != NEXT:
+        raise RotationError("no begun rotation to cancel on this host",
+                            "cancel undoes 'weave rotate-password begin'; after a switch, "
+                            "rotate back by beginning again with the old password")
+    state.remove_quietly(next_file(paths))
+
+
+def describe(rotation: Rotation) -> str:
+    """For the log and the CLI: what the router now accepts and sends with."""
+    return {NEXT: "rotation begun: sending with the current password, accepting the next one",
+            PREVIOUS: "rotation switched: sending with the new password, accepting the previous "
+                      "one", }.get(rotation, "")
