@@ -5,9 +5,12 @@
   on h1 and h2 talk; h3 and h4 never establish (``auth_failed`` in the dialling side's status)
   and containers on them reach nobody; a capture on the lab switch while c1 sends a marker to
   c2 finds the marker nowhere, no VXLAN packet crosses, and a plaintext sleeve datagram sent
-  to h2 is not delivered; the password is in no report, status, log or router command line.
+  to h2 is not delivered; plaintext VXLAN and ESP sent from h2's own address find no VXLAN
+  device and no ESP handler on h1 (S13); the password is in no report, status, log or router
+  command line.
 * ``en2``: the same marker without a password is found by the same capture (so the capture
-  works), and ``--trusted-subnets`` on both sides lets the link use fastdp.
+  works), and ``--trusted-subnets`` on both sides lets the link use fastdp, while VXLAN from
+  a host outside them (h3) is dropped by the ``vxlan-from`` input rule (S13).
 """
 
 from __future__ import annotations
@@ -58,6 +61,36 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for _ in range(20):
     s.sendto(marker * 8, (addr, port)); time.sleep(0.05)
 """
+
+
+# From a peer's own address: 5 VXLAN datagrams (the overlay's VNI) to 6784 wrapping a UDP
+# datagram to a container, then 5 ESP packets with an SPI nobody set up.
+INJECT = r"""
+import os, socket, struct, sys
+host, inner_dst, marker = sys.argv[1], socket.inet_aton(sys.argv[2]), sys.argv[3].encode()
+payload = marker * 4
+udp = struct.pack("!HHHH", 40000, 7777, 8 + len(payload), 0) + payload
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                 socket.inet_aton("10.32.0.99"), inner_dst) + udp
+frame = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x99" + b"\x08\x00" + ip
+vxlan = struct.pack("!II", 0x08000000, 0x5756 << 8) + frame
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(5):
+    u.sendto(vxlan, (host, 6784))
+esp = socket.socket(socket.AF_INET, socket.SOCK_RAW, 50)
+for seq in range(1, 6):
+    esp.sendto(os.urandom(4) + struct.pack("!I", seq) + os.urandom(48), (host, 0))
+"""
+
+
+def snmp(net: Lab, host: str) -> dict[str, int]:
+    """``/proc/net/snmp`` of ``host`` as {"Proto Counter": value}."""
+    rows = [line.split() for line in net.exec(host, "cat", "/proc/net/snmp").stdout.splitlines()]
+    out: dict[str, int] = {}
+    for names, values in zip(rows[::2], rows[1::2], strict=True):
+        for name, value in zip(names[1:], values[1:], strict=True):
+            out[f"{names[0][:-1]} {name}"] = int(value)
+    return out
 
 
 @contextmanager
@@ -124,6 +157,16 @@ def test_password_network(lab_names: Names, tmp_path: Path) -> None:
             got = counts(seen[0])
             print("capture:", seen[0])
             assert got["frames"] > 20 and got["marker"] == 0 and got["vxlan"] == 0, seen[0]
+        with checks("S13: plaintext VXLAN and ESP from a peer's address find nothing to take them"):
+            # no VXLAN device exists with a password (no trusted subnets), so nothing listens on
+            # 6784; the kernel has no ESP, so protocol 50 has no handler: both are counted as
+            # dropped by h1's own stack (Udp NoPorts, Ip InUnknownProtos)
+            assert "weave-vxlan" not in net.exec("h1", "ip", "-o", "link").stdout
+            before = snmp(net, "h1")
+            net.exec("h2", sys.executable, "-c", INJECT, "198.18.0.1", c1, MARKER)
+            after = snmp(net, "h1")
+            assert after["Udp NoPorts"] - before["Udp NoPorts"] >= 5, (before, after)
+            assert after["Ip InUnknownProtos"] - before["Ip InUnknownProtos"] >= 5, after
         with checks("a plaintext sleeve datagram to h2 is not delivered"):
             # what an unencrypted peer would send: the forwarder must drop it
             net.exec("h4", sys.executable, "-c", SEND_MARKER, "198.18.0.2", "6783", MARKER)
@@ -167,16 +210,30 @@ def test_marker_is_seen_without_a_password_and_trusted_subnets_use_fastdp(
             assert counts(seen[0])["marker"] > 0, seen[0]
     for host in ("h1", "h2"):
         net.weave(host, "reset", "--force")
-    net.weave("h1", "launch", "--password-file", good, "--trusted-subnets", "198.18.0.0/24",
-              *FAST)
+    trusted = "198.18.0.1/32,198.18.0.2/32"  # h1 and h2, not h3
+    net.weave("h1", "launch", "--password-file", good, "--trusted-subnets", trusted, *FAST)
     net.weave("h2", "launch", "198.18.0.1", "--password-file", good, "--trusted-subnets",
-              "198.18.0.0/24", *FAST)
+              trusted, *FAST)
     with checks("both sides trust each other: the link may use (plaintext) fastdp"):
         print(until("h1-h2 fastdp", lambda: link_mode(net, "h1", "h2", "fastdp"))[0])
     net.weave("h3", "launch", "198.18.0.1", "--password-file", good, *FAST)
     with checks("a peer that does not trust h1 stays on the encrypted sleeve"):
         print(until("h1-h3 sleeve", lambda: link_mode(net, "h1", "h3", "sleeve"))[0])
+    with checks("S13: plaintext VXLAN from outside the trusted subnets is dropped on input"):
+        assert "weave-vxlan" in net.exec("h1", "ip", "-o", "link").stdout  # a device listens
+        before = vxlan_from_drops(net, "h1")
+        net.exec("h3", sys.executable, "-c", INJECT, "198.18.0.1", "10.32.0.1", MARKER)
+        assert vxlan_from_drops(net, "h1") - before >= 5, before
     checks.done()
+
+
+def vxlan_from_drops(net: Lab, host: str) -> int:
+    """Packets counted by the input rule that drops VXLAN from untrusted sources."""
+    table = net.exec(host, "nft", "list", "chain", "inet", "weave", "input").stdout
+    for line in table.splitlines():
+        if "vxlan-from" in line:
+            return int(line.split("counter packets ")[1].split()[0])
+    raise AssertionError(f"no vxlan-from rule on {host}")
 
 
 FLOOD = r"""
