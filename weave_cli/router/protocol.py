@@ -40,6 +40,7 @@ from typing import Final, Literal
 from weave_cli.crypto.frames import OVERHEAD, FrameError
 from weave_cli.crypto.handshake import PUBLIC_SIZE, Handshake, HandshakeError, Session
 from weave_cli.errors import ProtocolError
+from weave_cli.router import preamble
 from weave_cli.router.features import (
     FEATURES_MAX_BODY,
     MAX_FEATURES,
@@ -74,7 +75,6 @@ from weave_cli.router.protocol_types import (
     encode_frame,
 )
 
-_GO_MAGIC: Final = b"weave"
 __all__ = ["AUTH_FAILED", "CRYPTO_NONE", "CRYPTO_X25519", "FEATURES_MAX_BODY", "HEADER_SIZE",
            "MAGIC", "MAX_FEATURES", "MAX_KEY", "MAX_VALUE", "ONLY_HERE", "ONLY_THERE",
            "REQUIRED_FEATURES", "TAMPERED", "USER_TAGS", "WRONG_PASSWORD", "Closed",
@@ -89,8 +89,7 @@ _TRANSITIONS: Final[dict[str, frozenset[str]]] = {
 }
 
 
-class _Violation(Exception):
-    """Raised inside the parser; becomes Closed(reason)."""
+_Violation = preamble.Violation  # raised inside the parser; becomes Closed(reason)
 
 
 def _one_line(reason: str) -> str:
@@ -131,9 +130,7 @@ class ConnectionProtocol:
         self._inbuf = bytearray()
         self._handshake = handshake
         self.session: Session | None = None
-        crypto = bytes([CRYPTO_NONE]) if handshake is None \
-            else bytes([CRYPTO_X25519]) + handshake.public
-        self._preamble = MAGIC + bytes([settings.min_version, settings.max_version]) + crypto
+        self._preamble = preamble.build(settings, None if handshake is None else handshake.public)
         self._outbuf = bytearray(self._preamble)
         self._remote_header = b""
         self._events: deque[Event] = deque()
@@ -243,10 +240,10 @@ class ConnectionProtocol:
         while self.state != "closed":
             avail = len(buf) - pos
             if self._rx == "header":
-                self._check_magic(bytes(buf[pos : pos + HEADER_SIZE]))
+                preamble.check_magic(bytes(buf[pos : pos + HEADER_SIZE]))
                 if avail < HEADER_SIZE:
                     break
-                self._negotiate(buf[pos + 4], buf[pos + 5])
+                self.version = preamble.negotiate(self.settings, buf[pos + 4], buf[pos + 5])
                 self._remote_header = bytes(buf[pos : pos + HEADER_SIZE])
                 pos += HEADER_SIZE
                 self._rx = "crypto"
@@ -281,51 +278,22 @@ class ConnectionProtocol:
 
     def _crypto(self, head: bytes) -> int:
         """Check the peer's crypto field (and key); the bytes used, 0 when more are needed."""
-        if not head:
-            return 0
-        mode = head[0]
-        if mode not in (CRYPTO_NONE, CRYPTO_X25519):
-            raise _Violation(f"unsupported crypto field {mode} (unknown encryption mode)")
-        if self._handshake is None:
-            if mode != CRYPTO_NONE:
-                raise _Violation(ONLY_THERE)
-            return 1
-        if mode == CRYPTO_NONE:
-            raise _Violation(ONLY_HERE)
-        if len(head) < 1 + PUBLIC_SIZE:
-            return 0
+        used = preamble.crypto_size(head, self._handshake is not None)
+        if used <= 1 or self._handshake is None:
+            return used
         try:
             self.session = self._handshake.complete(
-                head[1 : 1 + PUBLIC_SIZE], local_preamble=self._preamble,
-                remote_preamble=self._remote_header + head[: 1 + PUBLIC_SIZE])
+                head[1:used], local_preamble=self._preamble,
+                remote_preamble=self._remote_header + head[:used])
         except HandshakeError as err:
             raise _Violation(f"{AUTH_FAILED}: {err}") from None
-        return 1 + PUBLIC_SIZE
+        return used
 
     def _open(self, session: Session, header: bytes, sealed: bytes) -> tuple[int, bytes]:
         try:
             return session.open(header, sealed)
         except FrameError:
             raise _Violation(WRONG_PASSWORD if self.state == "handshake" else TAMPERED) from None
-
-    def _check_magic(self, head: bytes) -> None:
-        got = head[: len(MAGIC)]
-        if MAGIC.startswith(got):
-            return
-        if _GO_MAGIC.startswith(head[: len(_GO_MAGIC)]) and len(head) < len(_GO_MAGIC):
-            return  # might still be the Go original: wait for one more byte to say so
-        if head.startswith(_GO_MAGIC):
-            raise _Violation("not a weave peer of this implementation: the remote speaks the "
-                             "Go weave protocol, which is not wire-compatible")
-        raise _Violation(f"not a weave peer (bad magic {got.hex() or 'none'})")
-
-    def _negotiate(self, their_min: int, their_max: int) -> None:
-        ours = self.settings
-        chosen = min(ours.max_version, their_max)
-        if chosen < max(ours.min_version, their_min):
-            raise _Violation(f"remote version range [{their_min},{their_max}] is incompatible "
-                             f"with ours [{ours.min_version},{ours.max_version}]")
-        self.version = chosen
 
     def _on_frame(self, tag: int, body: bytes, now: float) -> None:
         self._last_frame = now
