@@ -44,7 +44,7 @@ class KeyBook:
         self._retired_tx: dict[SecretKey, TxState] = {}
         self._retired_rx: dict[SecretKey, RxKey] = {}
         self.switches = 0  # key pairs replaced by new ones
-        self._gone = [0, 0, 0]  # replayed, rejected, rekeys of RxStates no longer here
+        self._gone = [0, 0, 0, 0]  # replayed, rejected, rekeys, throttled of RxStates gone
 
     def configure(self, keys: dict[bytes, Pair], now: float) -> None:
         for peer in [p for p in self.tx if p not in keys]:
@@ -54,6 +54,7 @@ class KeyBook:
             self._gone[0] += old.replayed
             self._gone[1] += old.rejected
             self._gone[2] += old.rekeys
+            self._gone[3] += old.throttled
             for key in old.keys:
                 self._retire_rx(key)
         for peer, (tx_key, rx_key) in keys.items():
@@ -87,6 +88,7 @@ class KeyBook:
             "rx_replayed": self._gone[0] + sum(r.replayed for r in rxs),
             "rx_auth_failed": self._gone[1] + sum(r.rejected for r in rxs),
             "rekeys_rx": self._gone[2] + sum(r.rekeys for r in rxs),
+            "rx_epoch_throttled": self._gone[3] + sum(r.throttled for r in rxs),
             "rekeys_tx": sum(t.rekeys for t in [*self.tx.values(), *self._retired_tx.values()]),
             "key_switches": self.switches,
         }
