@@ -4,7 +4,7 @@
     ├── UsageError             bad command-line input (option, CIDR, template)        exit 2
     │   ├── InvalidPeerError   a PEER that is not host[:port]                         exit 10
     │   ├── InvalidPortError   a port outside 1..65535                                exit 11
-│   └── RotationError      a password-rotation step out of order                  exit 15
+    │   └── RotationError      a password-rotation step out of order              exit 15
     ├── NotRunningError        no router answers on this host                         exit 3
     ├── AlreadyRunningError    `launch` while a router is running                     exit 4
     ├── StateError             state/run dir unusable (permissions, corruption)       exit 5

@@ -180,10 +180,30 @@ def test_a_rotation_never_splits_two_peers_and_finish_redials_the_old_key() -> N
     a, b = link(begun, switched)  # A sends PW: after finish it must go
     assert b.set_password_keys(new, 1.0) == 1 and b.active == {}
     assert b.status(1.0)["PasswordRotation"] == ""
-    a, b = link(PW, PW)
     try:
         link(None, None)[0].set_password_keys(new, 1.0)
     except ValueError as err:
         assert "no password" in str(err)
     else:
         raise AssertionError("a plaintext router took a password")
+
+
+def test_finish_closes_connections_still_in_their_handshake() -> None:
+    """A connection not keyed yet holds the candidates it was made with: once a key is no
+    longer accepted it is closed, so the old password cannot finish a handshake later."""
+    switched, new = PasswordKeys(OTHER, PW, "switched"), PasswordKeys(OTHER)
+    for deliver_preamble in (False, True):
+        b = core(B, switched)
+        b.connection_opened(5, ("10.0.0.1", 40001), False, 0.0)
+        attacker = core(A, PW)  # holds only the old password
+        attacker.connection_opened(5, ("10.0.0.2", 6783), True, 0.0)
+        first = sends(attacker.actions(), 5)
+        if deliver_preamble:  # B has the attacker's key: a session, but no frame opened yet
+            b.connection_data(5, first[:39], 0.0)
+        assert 5 in b.conns
+        assert b.set_password_keys(new, 1.0) == 1 and 5 not in b.conns
+        b.connection_data(5, first[39:] if deliver_preamble else first, 1.0)
+        assert b.active == {}
+    b = core(B, switched)
+    b.connection_opened(6, ("10.0.0.1", 40002), False, 0.0)
+    assert b.set_password_keys(PasswordKeys(OTHER, PW, "switched"), 1.0) == 0  # nothing dropped

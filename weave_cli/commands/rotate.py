@@ -1,8 +1,9 @@
 """``weave rotate-password``: change the network's password without ever splitting it.
 
-Four steps, each run on every host before the next one is run anywhere (docs/security.md):
+Three steps, each run on every host before the next one is run anywhere (docs/security.md):
 ``begin`` (accept the next password too), ``switch`` (send with it, still accept the old one),
-``finish`` (stop accepting the old one); ``cancel`` undoes a ``begin``. Each step rewrites the
+``finish`` (stop accepting the old one); ``cancel`` undoes a ``begin`` while no host has
+switched. A step may be run again (a reload that failed is retried so). Each step rewrites the
 password files in the run directory (``weave_cli.router.rotation``) and asks the running
 router to take them up; the request carries no secret. Without a running router the files
 change all the same and the router uses them when it restarts (a new ``weave launch`` names
@@ -15,12 +16,24 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from typing import Annotated
 
 import typer
 
-from weave_cli.commands.launch import PasswordFileOpt, PasswordOpt
-from weave_cli.errors import NotRunningError, RotationError
+from weave_cli.errors import NotRunningError, PrivilegeError, RotationError
 from weave_cli.names import Paths
+
+NewPasswordOpt = Annotated[
+    str | None,
+    typer.Option("--password", show_default=False,
+                 help="The new password (visible in the process list: prefer "
+                      "--password-file or WEAVE_PASSWORD)."),
+]
+NewPasswordFileOpt = Annotated[
+    str | None,
+    typer.Option("--password-file", show_default=False,
+                 help="A file holding the new password (mode 0600)."),
+]
 
 app = typer.Typer(
     help="Change the network's password without splitting it: run 'begin' on every host, "
@@ -38,6 +51,18 @@ NEXT_STEP = {
 
 
 def _encrypted(paths: Paths) -> None:
+    denied = PrivilegeError(f"weave rotate-password needs to read and write {paths.run_dir}",
+                            "run it with sudo")
+    try:
+        launched_here = paths.launch_config.exists()
+    except PermissionError:
+        raise denied from None
+    if not launched_here:
+        raise NotRunningError("weave has not been launched on this host",
+                              "launch it with --password-file first")
+    if not os.access(paths.run_dir, os.W_OK | os.X_OK) or not os.access(
+            paths.launch_config, os.R_OK):
+        raise denied
     try:
         launched = json.loads(paths.launch_config.read_text())
     except (OSError, ValueError):
@@ -63,7 +88,7 @@ def _step(name: str, change: Callable[[Paths], None]) -> None:
 
 
 @app.command()
-def begin(password: PasswordOpt = None, password_file: PasswordFileOpt = None) -> None:
+def begin(password: NewPasswordOpt = None, password_file: NewPasswordFileOpt = None) -> None:
     """Accept the NEW password besides the current one (this host still sends with the
     current one). The new password comes from --password-file, WEAVE_PASSWORD or --password."""
     from weave_cli.crypto.password import choose_password
@@ -95,7 +120,8 @@ def finish() -> None:
 
 @app.command()
 def cancel() -> None:
-    """Undo 'begin' on this host: stop accepting the next password."""
+    """Undo 'begin' on this host: stop accepting the next password. Only while no host has
+    switched yet (a switched host sends with the next password)."""
     from weave_cli.router import rotation
 
     _step("cancel", rotation.cancel)

@@ -77,6 +77,7 @@ class Router:
         self.driver: MeshDriver | None = None
         self.ipam: IPAMService | None = None
         self.ipam_store: IPAMStore | None = None
+        self._reloading = asyncio.Lock()  # one password reload at a time
 
     async def report(self) -> dict[str, Any]:
         assert self.driver is not None
@@ -115,10 +116,11 @@ class Router:
         """A rotation step: the files again, then the mesh core's keys (which closes the
         connections keyed with a password no longer accepted)."""
         assert self.driver is not None
-        keys = await self.password_keys()
-        if keys is None:
-            raise RotationError("this router runs without a password")
-        closed = await self.driver.query(lambda core, now: core.set_password_keys(keys, now))
+        async with self._reloading:  # files read and keys applied in one order
+            keys = await self.password_keys()
+            if keys is None:
+                raise RotationError("this router runs without a password")
+            closed = await self.driver.query(lambda core, now: core.set_password_keys(keys, now))
         what = rotation.describe(keys.rotation) or "one password (no rotation in progress)"
         log.info("password files reloaded: %s; %d connection(s) redialled", what, closed)
         return f"{what}; {closed} connection(s) redialled\n"

@@ -121,7 +121,7 @@ class Handlers:
             return _text(409, "this router runs without a password")
         try:
             return _text(200, await self.reload_password())
-        except WeaveError as err:
+        except (WeaveError, ValueError) as err:
             return _text(409, str(err))
 
 

@@ -11,7 +11,11 @@ A router seals its frames with one password and accepts one more during a rotati
 Steps, each run on every host before the next step is run anywhere::
 
     (none) --begin NEW--> begun --switch--> switched --finish--> (none)
-                          begun --cancel--> (none)
+                          begun --cancel--> (none)      (only while no host has switched)
+
+A step already taken is taken again without complaint (``begin`` with the same password,
+``switch`` when switched, ``finish``/``cancel`` with nothing to drop), so a step whose reload
+did not reach the router can simply be run again.
 
 After ``begin`` everywhere, every router accepts both passwords, so whichever one a peer sends
 with is accepted; after ``switch`` everywhere, all send with the new one; ``finish`` stops
@@ -89,8 +93,11 @@ def begin(paths: Paths, new: Secret) -> None:
 
 
 def switch(paths: Paths) -> None:
-    """Send with the next password; keep accepting the current one as the previous."""
+    """Send with the next password; keep accepting the current one as the previous. Again
+    after a switch: nothing to change (so a step whose reload failed can be run again)."""
     if not next_file(paths).exists():
+        if phase(paths) == PREVIOUS:
+            return
         raise RotationError("no rotation has begun on this host",
                             "run 'weave rotate-password begin --password-file NEW' first")
     new = load_router_password(next_file(paths))
@@ -101,22 +108,20 @@ def switch(paths: Paths) -> None:
 
 
 def finish(paths: Paths) -> None:
-    """Stop accepting the previous password."""
+    """Stop accepting the previous password (nothing to change when none is accepted)."""
     if next_file(paths).exists():
         raise RotationError("this host has not switched to the new password yet",
                             "run 'weave rotate-password switch' (after 'begin' on every host)")
-    if phase(paths) != PREVIOUS:
-        raise RotationError("no rotation is in progress on this host",
-                            "start one with 'weave rotate-password begin --password-file NEW'")
     state.remove_quietly(previous_file(paths))
 
 
 def cancel(paths: Paths) -> None:
-    """Undo ``begin``: stop accepting the next password."""
-    if phase(paths) != NEXT:
-        raise RotationError("no begun rotation to cancel on this host",
-                            "cancel undoes 'weave rotate-password begin'; after a switch, "
-                            "rotate back by beginning again with the old password")
+    """Undo ``begin``: stop accepting the next password. Only while no host has switched: a
+    switched host sends with the next password, which a cancelled one refuses."""
+    if phase(paths) == PREVIOUS:
+        raise RotationError("this host has switched already: there is no begin to cancel",
+                            "finish the rotation, then rotate back to the old password with "
+                            "'weave rotate-password begin'")
     state.remove_quietly(next_file(paths))
 
 

@@ -49,7 +49,8 @@ def write_atomic(path: Path, data: str, mode: int = 0o600) -> None:
 
     The temporary file is created with O_EXCL|O_NOFOLLOW (a leftover or planted file or
     symlink is removed first, never written through) and gets its final mode before any byte
-    is written, so a secret is never readable by others even for a moment.
+    is written, so a secret is never readable by others even for a moment. The directory is
+    synced after the rename, so renames reach the disk in the order they were made.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     remove_quietly(tmp)
@@ -66,6 +67,21 @@ def write_atomic(path: Path, data: str, mode: int = 0o600) -> None:
         raise
     os.close(fd)
     os.replace(tmp, path)
+    _sync_dir(path.parent)
+
+
+def _sync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (the order of two renames survives power loss)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # a filesystem that cannot sync a directory still has the rename
+    finally:
+        os.close(fd)
 
 
 def read_json(path: Path) -> Any | None:
