@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from weave_cli.errors import InvalidPeerError, InvalidPortError, UsageError
-from weave_cli.names import MESH_PORT
+from weave_cli.names import MESH_PORT, STATUS_PORT
 from weave_cli.router.peer import PeerName, valid_nickname
 
 _HOSTNAME_RE = re.compile(
@@ -175,6 +175,15 @@ class LaunchConfig:
         from weave_cli.ipam.options import DEFAULT_RANGE
 
         return DEFAULT_RANGE if self.ipalloc_range is None else self.ipalloc_range
+
+    @property
+    def listener_ports(self) -> tuple[int, ...]:
+        """The TCP ports of the router's HTTP listeners, for the firewall's input guard: the
+        status listener's (``STATUS_PORT`` when it is disabled: the original's port stays
+        guarded), then ``--http-addr``'s when given. Valid only after ``validate``."""
+        status = parse_http_addr(self.status_addr)[1] if self.status_addr else STATUS_PORT
+        http = (parse_http_addr(self.http_addr)[1],) if self.http_addr else ()
+        return (status, *http)
 
     def validate(self) -> LaunchConfig:
         self.peers = [parse_peer(p) for p in self.peers]

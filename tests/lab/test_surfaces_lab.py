@@ -13,6 +13,12 @@ tests/net/test_surfaces_probes.py, run in the lab's namespaces:
 * S22: a router advertisement from c1 changes no route or address of h1; accept_ra is 0 on
   the bridge, the overlay devices and every veth;
 * S21: the state and run files of h1's router are 0600, its state directory 0700.
+
+Lab ``sf2``: the guard follows listeners moved with ``--status-addr 127.0.0.1:7782 --http-addr
+127.0.0.1:7784``: from a container, 7782 and 7784 time out while 6782 (no longer ours, nothing
+listens) is refused; with route_localnet=1 a neighbour's SYN to 127.0.0.1:7782 gets no answer
+while one to 127.0.0.1:6782 gets the kernel's RST; ``weave expose`` keeps the ports and the
+keeper has nothing to rewrite after it.
 """
 
 from __future__ import annotations
@@ -154,4 +160,67 @@ def test_surfaces_of_real_routers(lab_names: Names) -> None:
         assert set(modes.values()) == {"0o600"}, modes
         for path in (state_dir, run_dir, *run_dir.iterdir()):
             assert not path.stat().st_mode & stat.S_IWOTH, path
+    checks.done()
+
+
+STATUS_GET = r"""
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=5)
+c.request("GET", "/status")
+print(c.getresponse().status)
+"""
+
+
+def test_the_guard_follows_moved_status_and_http_listeners(lab_names: Names) -> None:
+    net = Lab(lab_names("sf2"))
+    net.up(2, "--bare")
+    net.weave("h1", "launch", "--status-addr", "127.0.0.1:7782", "--http-addr",
+              "127.0.0.1:7784", *FAST)
+    h1, c1ns, checks = f"wl-{net.name}-h1", f"wl-{net.name}-c-c1", Checks("moved listeners (sf2)")
+    under = {e["name"]: e["address"] for e in net.status()["hosts"]}
+    guard = "weave:guard bridge tcp 6783,6784,7782,7784"
+    with checks.must("h1 listens on 7782 and 7784 and guards them; c1 on h1, h1 exposed"):
+        assert listeners(h1) == {"127.0.0.1:7782", "127.0.0.1:7784", "0.0.0.0:6783"}, \
+            listeners(h1)
+        assert net.exec("h1", sys.executable, "-c", STATUS_GET, "7782").stdout.strip() == "200"
+        lab_run(net, "h1", "c1")
+        exposed = net.weave("h1", "expose").stdout.strip().split("/")[0]
+        net.exec("c1", "ip", "route", "add", f"{under['h1']}/32", "via", exposed)
+        listing = ns_out(h1, "nft", "list", "chain", "inet", "weave", "input")
+        assert 'iifname "weave" tcp dport { 6783, 6784, 7782, 7784 }' in listing, listing
+        assert 'ip daddr 127.0.0.0/8 iifname != "lo" tcp dport { 6783, 6784, 7782, 7784 }' \
+            in listing, listing
+    with checks("S19 c1 cannot reach 7782 or 7784 on h1's addresses; 6782 is refused"):
+        before = counter(h1, guard)
+        got = P.scan(c1ns, [("tcp", addr, port) for addr in (exposed, under["h1"])
+                            for port in (6782, 6783, 7782, 7784)])
+        want = {k: "refused" if k.endswith(":6782") else "filtered" for k in got}
+        assert got == want, got
+        assert counter(h1, guard) >= before + 6
+    with checks("S18 route_localnet=1: a SYN from h2 to 127.0.0.1:7782 is not answered"):
+        ns_out(h1, "sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1")
+        h2 = f"wl-{net.name}-h2"
+        h2_mac = json.loads(ns_out(h2, "ip", "-j", "link", "show", "eth0"))[0]["address"]
+        h1_mac = json.loads(ns_out(h1, "ip", "-j", "link", "show", "eth0"))[0]["address"]
+        ns_out(h1, "ip", "neigh", "replace", under["h2"], "lladdr", h2_mac, "dev", "eth0",
+               "nud", "permanent")
+        before = counter(h1, "weave:guard localnet")
+        for port in (7782, 7784):
+            got = P.syn(h2, "eth0", h1_mac, under["h2"], "127.0.0.1", port)
+            assert got.startswith("no answer"), (port, got)
+        assert counter(h1, "weave:guard localnet") >= before + 2
+        # the control: the same SYN to a port that is not the router's reaches h1's stack
+        got = P.syn(h2, "eth0", h1_mac, under["h2"], "127.0.0.1", 6782)
+        assert got.startswith("answered"), got
+    with checks("expose kept the ports: the keeper's next pass rewrites nothing"):
+        def handles() -> list[int]:
+            doc = json.loads(ns_out(h1, "nft", "-j", "list", "chain", "inet", "weave", "input"))
+            return [e["rule"]["handle"] for e in doc["nftables"] if "rule" in e]
+
+        first = handles()
+        time.sleep(6.0)  # one keeper interval (5 s) and its pass
+        assert handles() == first
+        _, run_dir = net.host_dirs("h1")
+        log = (run_dir / "weave.log").read_text(errors="replace")
+        assert log.count("nft table inet weave rewritten") == 0, log[-2000:]
     checks.done()

@@ -79,6 +79,13 @@ def test_local_ports_follow_the_mesh_port_and_read_back_from_the_table() -> None
     assert nft.ports_of(None) is None and nft.ports_of(frozenset()) is None
     with pytest.raises(ValueError):
         nft.LocalPorts((6783, 6782), (6783,))
+    with pytest.raises(ValueError):
+        nft.LocalPorts((6782, 6782, 6783), (6783,))
+    with pytest.raises(ValueError):
+        nft.LocalPorts(tuple(range(7000, 7017)), (6783,))  # 17 ports: the comment overflows
+    moved = nft.LocalPorts.for_mesh_port(7000, listeners=(7782, 7784))
+    assert moved == nft.LocalPorts((6784, 7000, 7782, 7784), (7000, 7001))
+    assert nft.ports_of(nft.canonical(nft.desired([], ports=moved))) == moved
     text = nft.script(chains)
     assert 'iifname "weave" udp dport { 7000, 7001 } counter drop' in text
     assert 'iifname "weave-vxhb" counter drop comment "weave:guard heartbeat device in"' in text

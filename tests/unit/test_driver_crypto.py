@@ -11,7 +11,8 @@ import pytest
 from weave_cli.crypto.handshake import PasswordKeys
 from weave_cli.crypto.kdf import password_key
 from weave_cli.crypto.secret import Secret
-from weave_cli.router.driver import MeshDriver, TokenBucket
+from weave_cli.router.accept import accept_bucket
+from weave_cli.router.driver import MeshDriver
 from weave_cli.router.mesh import MeshConfig, MeshCore
 from weave_cli.router.peer import PeerName
 
@@ -70,7 +71,7 @@ def test_a_wrong_password_over_loopback_is_auth_failed(
 
 
 def test_the_accept_bucket_holds_20_then_refills_every_50ms() -> None:
-    bucket = TokenBucket(20, 0.05, now=0.0)
+    bucket = accept_bucket(20, 0.05)
     assert sum(bucket.take(0.0) for _ in range(100)) == 20
     assert not bucket.take(0.04) and bucket.take(0.051)
     assert sum(bucket.take(10.0) for _ in range(100)) == 20  # refilled, capped at 20

@@ -122,3 +122,24 @@ def test_with_trusted_subnets_vxlan_from_elsewhere_is_dropped_and_read_back() ->
     assert nftmod.ports_of(nftmod.canonical(chains)) == ports
     plain = nftmod.desired([], ports=nftmod.LocalPorts.for_mesh_port(6783))
     assert "saddr !=" not in nftmod.script(plain)
+
+
+def test_the_guarded_tcp_ports_follow_the_status_and_http_listeners() -> None:
+    from weave_cli.config import LaunchConfig
+
+    assert LaunchConfig().validate().listener_ports == (6782,)
+    moved = LaunchConfig(status_addr="127.0.0.1:7782", http_addr="127.0.0.1:7784").validate()
+    assert moved.listener_ports == (7782, 7784)
+    assert LaunchConfig(status_addr=None).validate().listener_ports == (6782,)  # disabled
+    ports = nft.LocalPorts.for_mesh_port(6783, (), moved.listener_ports)
+    # the moved listeners, the mesh port, and the original's control port 6784 in any case
+    assert ports == nft.LocalPorts((6783, 6784, 7782, 7784), (6783, 6784))
+    text = nft.script(nft.desired([], ports=ports))
+    assert 'iifname "weave" tcp dport { 6783, 6784, 7782, 7784 } counter drop' in text
+    assert ('ip daddr 127.0.0.0/8 iifname != "lo" tcp dport { 6783, 6784, 7782, 7784 } '
+            'counter drop comment "weave:guard localnet tcp 6783,6784,7782,7784"') in text
+    # the CLI's expose and hide read them back, so they keep what the router chose
+    assert nft.ports_of(nft.canonical(nft.desired([], ports=ports))) == ports
+    # a listener on the mesh or the control port adds nothing
+    same = nft.LocalPorts.for_mesh_port(6783, (), (6784, 6783))
+    assert same.tcp == (6783, 6784)

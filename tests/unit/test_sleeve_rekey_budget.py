@@ -11,8 +11,8 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from weave_cli.ratelimit import TokenBucket
 from weave_cli.sleeve import seal
-from weave_cli.sleeve.budget import TokenBucket
 from weave_cli.sleeve.keybook import KeyBook
 from weave_cli.sleeve.seal import (
     AHEAD,

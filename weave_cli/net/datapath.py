@@ -58,7 +58,8 @@ def ensure(router_ns: str | None = None, mtu: int = DEFAULT_MTU,
         repairs += links.ra_repair(links.accept_ra_off(router_ns, ra_on))
     except DatapathError as err:
         failed.append(err.message)
-    ports = (LocalPorts.for_mesh_port(overlay_spec.port, overlay_spec.vxlan_from)
+    ports = (LocalPorts.for_mesh_port(overlay_spec.port, overlay_spec.vxlan_from,
+                                      overlay_spec.listeners)
              if overlay_spec is not None else None)
     try:
         repairs += firewall.ensure_table(router_ns, exposed_now, ports=ports)

@@ -26,21 +26,23 @@ the router's keeper compute the same table and never fight::
 Weave-to-weave traffic (bridged, or routed from the bridge back into it) is never masqueraded.
 The input chain keeps the router's own ports away from containers (a packet from the bridge to
 any address of the host: the bridge's, the underlay's, docker0's) and keeps the loopback
-listeners (status 6782, ``--http-addr`` 6784) away from neighbours when ``route_localnet=1``
-lets the kernel accept packets for 127.0.0.0/8 from outside (weave#3805, CVE-2020-8558's class);
-everything else a container sends to the host, and everything the host sends to containers, is
-untouched (docs/security.md). ``weave-vxhb`` is on no bridge: whatever frame anyone who reaches
-UDP 6784 wraps in the heartbeat VNI lands in the host's IP stack there, so IP from it is
-dropped (the heartbeats themselves are read with a packet socket, before netfilter).
+listeners (status 6782 or ``--status-addr``'s port, ``--http-addr``'s port, 6784) away from
+neighbours when ``route_localnet=1`` lets the kernel accept packets for 127.0.0.0/8 from outside
+(weave#3805, CVE-2020-8558's class); everything else a container sends to the host, and
+everything the host sends to containers, is untouched (docs/security.md). ``weave-vxhb`` is
+on no bridge: whatever frame anyone who reaches UDP 6784 wraps in the heartbeat VNI lands in
+the host's IP stack there, so IP from it is dropped (the heartbeats themselves are read with a
+packet socket, before netfilter).
 The forward accepts cannot override a drop in *another* table (every base chain on a hook
 sees the packet), which is why ``iptables_plan`` also places ACCEPT rules in Docker's chains.
 
 Every rule carries a comment starting ``weave:`` that names it uniquely; ``canonical`` reduces
 a table (desired, or listed with ``nft -j``) to its chain headers and rule comments, so a
-deleted table, chain or rule is noticed. The input rules name their ports in their comments, so a
-router with another ``--port`` rewrites them, and ``ports_of`` reads them back: the CLI's
-expose and hide keep the ports the router chose. ``script`` replaces the table in one transaction
-(``add`` + ``delete`` + the new table in one ``nft -f``), so no packet ever sees half a table.
+deleted table, chain or rule is noticed. The input rules name their ports in their comments,
+so a router with another ``--port``, ``--status-addr`` or ``--http-addr`` rewrites them, and
+``ports_of`` reads them back: the CLI's expose and hide keep the ports the router chose.
+``script`` replaces the table in one transaction (``add`` + ``delete`` + the new table in one
+``nft -f``), so no packet ever sees half a table.
 """
 
 from __future__ import annotations
@@ -73,8 +75,11 @@ _GUARD_RE = re.compile(r"\A(bridge|localnet) (tcp|udp) ([0-9]{1,5}(?:,[0-9]{1,5}
 class LocalPorts:
     """The router's ports that the input chain guards; sorted, without duplicates.
 
-    TCP: the status listener (6782), the mesh (``--port``, 6783) and the original's control
-    port (6784, ``--http-addr``); UDP: the sleeve (``--port``) and fastdp's VXLAN (port + 1).
+    TCP: the mesh (``--port``, 6783), the router's HTTP listeners (the status listener,
+    ``--status-addr``, 6782 by default, and ``--http-addr`` when given) and the original's
+    control port 6784 whatever ``--http-addr`` says (guarding a port nothing listens on costs
+    nothing); UDP: the sleeve (``--port``) and fastdp's VXLAN (port + 1). At most 16 of each:
+    the comments that name them must fit nft's 128 bytes.
     """
 
     tcp: tuple[int, ...] = (STATUS_PORT, MESH_PORT, CONTROL_PORT)
@@ -90,10 +95,11 @@ class LocalPorts:
                 raise ValueError(f"ports must be 1 to 16 distinct ports, sorted: {ports}")
 
     @classmethod
-    def for_mesh_port(cls, port: int = MESH_PORT,
-                      vxlan_from: tuple[str, ...] = ()) -> LocalPorts:
-        """The ports of a router launched with ``--port PORT``."""
-        return cls(tuple(sorted({STATUS_PORT, CONTROL_PORT, port})),
+    def for_mesh_port(cls, port: int = MESH_PORT, vxlan_from: tuple[str, ...] = (),
+                      listeners: tuple[int, ...] = (STATUS_PORT,)) -> LocalPorts:
+        """The ports of a router launched with ``--port PORT`` whose HTTP listeners are on
+        the TCP ports ``listeners`` (``LaunchConfig.listener_ports``)."""
+        return cls(tuple(sorted({CONTROL_PORT, port, *listeners})),
                    (port, port + FASTDP_PORT_OFFSET), tuple(sorted(vxlan_from)))
 
 

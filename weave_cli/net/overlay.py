@@ -29,6 +29,7 @@ from weave_cli.names import (
     FASTDP_PORT_OFFSET,
     MESH_PORT,
     SLEEVE_IFNAME,
+    STATUS_PORT,
     VXLAN_HB_IFNAME,
     VXLAN_HB_VNI,
     VXLAN_IFNAME,
@@ -48,6 +49,9 @@ class OverlaySpec:
     port: int = MESH_PORT
     # With a password: the subnets plaintext VXLAN may come from (--trusted-subnets), else ().
     vxlan_from: tuple[str, ...] = ()
+    # For the firewall only, like vxlan_from: the TCP ports of the router's HTTP listeners
+    # (``LaunchConfig.listener_ports``), guarded next to the mesh port.
+    listeners: tuple[int, ...] = (STATUS_PORT,)
 
     @property
     def vxlan_port(self) -> int:

@@ -82,6 +82,7 @@ class Router:
     async def report(self) -> dict[str, Any]:
         assert self.driver is not None
         router = await self.driver.query(lambda core, now: core.status(now, wall=time.time()))
+        router["AcceptLimit"] = self.driver.accept_status()  # the mesh port's token bucket
         return {
             "Ready": self.ready,
             "Version": __version__,
@@ -233,7 +234,8 @@ async def serve(paths: Paths, cfg: LaunchConfig) -> int:
         fastdp = fastdp_wanted(cfg)
         trusted = tuple(n for n in cfg.trusted_subnets if ":" not in n) \
             if cfg.encrypted and fastdp else ()  # VXLAN runs over IPv4 only
-        keeper.overlay_spec = OverlaySpec(mtu, fastdp=fastdp, port=cfg.port, vxlan_from=trusted)
+        keeper.overlay_spec = OverlaySpec(mtu, fastdp=fastdp, port=cfg.port, vxlan_from=trusted,
+                                          listeners=cfg.listener_ports)
         log.info("data path: mtu %d%s, %s", mtu, "" if cfg.mtu else " (computed)",
                  "fastdp preferred" if fastdp and not cfg.encrypted
                  else "fastdp only between trusted subnets, else the encrypted sleeve"

@@ -7,7 +7,9 @@ until the core's next deadline or the next message. No locks, and the core never
 
 Connection ids are small integers chosen here; the core only knows those ids.
 Inbound accepts are rate-limited by a token bucket before anything is read, so a flood of
-connections cannot starve established peers.
+connections cannot starve established peers: the listener (``router/accept.py``) refuses a
+connection without a token with an RST before any asyncio object exists for it; only the
+accepted ones are wrapped in streams and reach the core.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import asyncio
 import contextlib
 import functools
 import logging
+import socket
 from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from weave_cli.router.accept import Listener, accept_bucket
 from weave_cli.router.mesh import Close, Dial, MeshCore, Send, TargetsChanged
 from weave_cli.router.protocol import AUTH_FAILED
 
@@ -29,22 +33,6 @@ READ_CHUNK = 256 * 1024
 MAX_WRITE_BUFFER = 32 * 1024 * 1024
 DIAL_TIMEOUT = 10.0
 AUTH_LOG_INTERVAL = 60.0
-
-
-class TokenBucket:
-    """``capacity`` tokens, one added every ``refill`` seconds; time is passed in."""
-
-    def __init__(self, capacity: int, refill: float, now: float) -> None:
-        self.capacity, self.refill = capacity, refill
-        self.tokens, self.stamp = float(capacity), now
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) / self.refill)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
 
 
 class MeshDriver:
@@ -66,9 +54,9 @@ class MeshDriver:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.next_id = 1
         self.loop = asyncio.get_running_loop()
-        self.accepts = TokenBucket(20, 0.05, self.loop.time())
+        self.accepts = accept_bucket()
         self.auth_logged: dict[str, float] = {}  # remote host -> when we last logged it
-        self.server: asyncio.Server | None = None
+        self.server: Listener | None = None
 
     # --- inputs -------------------------------------------------------------------------
     def submit(self, fn: Callable[[float], None]) -> None:
@@ -89,19 +77,30 @@ class MeshDriver:
         return await fut
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(
-            self._accepted, self.host, self.port, limit=READ_CHUNK
-        )
+        self.server = Listener(self.host, self.port, self._accepted, self.accepts)
+
+    def accept_status(self) -> dict[str, object]:
+        """The ``AcceptLimit`` object of the report: the bucket and what it let through."""
+        return self.server.status() if self.server is not None else {}
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.accepts.take(self.loop.time()):
-            writer.transport.abort()
+    def _accepted(self, conn: socket.socket) -> None:
+        """A connection the listener took (it had a token): wrap it in streams, register it."""
+        self._spawn(self._adopt(conn))
+
+    async def _adopt(self, conn: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(sock=conn, limit=READ_CHUNK)
+        except OSError:
+            conn.close()  # reset by the peer in the meantime
             return
+        except asyncio.CancelledError:
+            conn.close()  # shutting down
+            raise
         peer = writer.get_extra_info("peername") or ("?", 0)
         self._register(reader, writer, (str(peer[0]), int(peer[1])), outbound=False, target=None)
 

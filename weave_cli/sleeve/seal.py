@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from weave_cli.sleeve.budget import TokenBucket
+from weave_cli.ratelimit import TokenBucket
 from weave_cli.sleeve.replay import ReplayWindow
 
 Buffer = bytes | bytearray | memoryview

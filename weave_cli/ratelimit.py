@@ -1,8 +1,8 @@
 """A token bucket: how much work unauthenticated input may cause. Pure; time is an argument.
 
-The sleeve's receiver uses one per rx key (``seal.RxKey``) to bound the key derivations that
-datagrams naming an epoch far ahead can make it run before their tag is checked (docs/sleeve.md,
-"Encryption"), but nothing here is specific to keys.
+Users: the mesh port's listener (``router/accept.py``: a burst of 20 connections, then 20 a
+second) and the sleeve's receiver, one per rx key (``sleeve/seal.py``: the key derivations
+that datagrams naming an epoch far ahead can make it run before their tag is checked).
 
 Representation: ``tokens`` (a float in ``[0, burst]``) is what was left at time ``stamp``; the
 bucket gains ``rate`` tokens a second up to ``burst``, so ``take`` is O(1) and needs no timer.
@@ -40,6 +40,12 @@ class TokenBucket:
             return False
         self.tokens -= 1
         return True
+
+    def wait(self) -> float:
+        """Seconds from the last ``take`` until the next token (0 when one is left)."""
+        if self.tokens >= 1:
+            return 0.0
+        return (1 - self.tokens) / self.rate if self.rate > 0 else float("inf")
 
     def __repr__(self) -> str:
         return f"TokenBucket(rate={self.rate}, burst={self.burst}, tokens={self.tokens:.2f})"
