@@ -433,3 +433,4 @@ class Checks:
         failed = [name for name, ok, _ in self.results if not ok]
         print(self.report(), flush=True)
         assert not failed, self.report()
+

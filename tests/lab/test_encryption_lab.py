@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from cryptutil import encrypted_pair, password_file
 from dputil import FAST, Checks, lab_run, link_mode, links, serving, silent, udp, until
 from labutil import Lab, weave
 
@@ -111,13 +112,6 @@ def capture(net: Lab, seconds: float) -> Iterator[list[str]]:
 def counts(line: str) -> dict[str, int]:
     words = line.split()
     return {words[i]: int(words[i + 1]) for i in range(0, len(words) - 1, 2)}
-
-
-def password_file(tmp: Path, name: str, text: str) -> str:
-    path = tmp / name
-    path.write_text(text + "\n")
-    os.chmod(path, 0o600)
-    return str(path)
 
 
 def test_password_network(lab_names: Names, tmp_path: Path) -> None:
@@ -259,14 +253,7 @@ def test_a_handshake_flood_does_not_disturb_established_peers(
     lab_names: Names, tmp_path: Path,
 ) -> None:
     net = Lab(lab_names("en3"))
-    tmp = tmp_path
-    good = password_file(tmp, "good", SECRET)
-    weave("lab", "up", "--name", net.name, "--hosts", "3", "--bare")
-    net.weave("h1", "launch", "--password-file", good, *FAST)
-    net.weave("h2", "launch", "198.18.0.1", "--password-file", good, *FAST)
-    until("h1-h2 sleeve", lambda: link_mode(net, "h1", "h2", "sleeve"))
-    lab_run(net, "h1", "c1")
-    c2 = lab_run(net, "h2", "c2")
+    c2 = encrypted_pair(net, tmp_path, SECRET)
     with serving(net, "c2"):
         until("c1 -> c2", lambda: udp(net, "c1", c2))
         flood = subprocess.Popen(

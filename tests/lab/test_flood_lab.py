@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dputil import FAST, PY, lab_run, link_mode, links, serving, udp, until
-from labutil import Lab, weave, weave_cmd
+from cryptutil import encrypted_pair
+from dputil import PY, links, serving, udp, until
+from labutil import Lab, weave_cmd
 
 pytestmark = pytest.mark.lab
 Names = Callable[[str], str]
@@ -59,13 +60,6 @@ print(json.dumps({"sent": sent, "echoed": echoed, "max_gap": round(gap, 3)}), fl
 """
 
 
-def password_file(tmp: Path, text: str) -> str:
-    path = tmp / "password"
-    path.write_text(text + "\n")
-    os.chmod(path, 0o600)
-    return str(path)
-
-
 def cpu_seconds(pid: str) -> float:
     """utime + stime of the process (fields 14 and 15 of /proc/PID/stat), in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -82,13 +76,7 @@ def test_an_accept_flood_is_refused_cheaply_and_peers_are_unaffected(
     lab_names: Names, tmp_path: Path,
 ) -> None:
     net = Lab(lab_names("fl1"))
-    good = password_file(tmp_path, SECRET)
-    weave("lab", "up", "--name", net.name, "--hosts", "3", "--bare")
-    net.weave("h1", "launch", "--password-file", good, *FAST)
-    net.weave("h2", "launch", "198.18.0.1", "--password-file", good, *FAST)
-    until("h1-h2 sleeve", lambda: link_mode(net, "h1", "h2", "sleeve"))
-    lab_run(net, "h1", "c1")
-    c2 = lab_run(net, "h2", "c2")
+    c2 = encrypted_pair(net, tmp_path, SECRET)
     _, run_dir = net.host_dirs("h1")
     router_pid = (run_dir / "router.pid").read_text().strip()
     with serving(net, "c2"):

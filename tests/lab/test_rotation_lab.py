@@ -11,13 +11,13 @@ longest time without an echo. At the end, a router launched with OLD is refused
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptutil import password_file
 from dputil import FAST, PY, UDP_PORT, lab_run, links, serving, udp, until
 from labutil import Lab, weave, weave_cmd
 
@@ -49,13 +49,6 @@ while not stop.is_set():
 gap = max(gap, time.monotonic() - last)
 print(f"sent {sent} echoed {echoed} longest_gap {gap:.2f}s over {time.monotonic() - start:.0f}s")
 """
-
-
-def password_file(tmp: Path, name: str, text: str) -> str:
-    path = tmp / name
-    path.write_text(text + "\n")
-    os.chmod(path, 0o600)
-    return str(path)
 
 
 def all_established(net: Lab) -> str | None:

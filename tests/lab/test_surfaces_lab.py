@@ -92,6 +92,19 @@ print(";".join(out))
 """
 
 
+def localnet_neighbour(net: Lab, under: dict[str, str]) -> tuple[str, str]:
+    """route_localnet=1 in h1 (as kube-proxy sets it) and h2 as a permanent neighbour on the
+    underlay, so a hand-made SYN from h2 to 127.0.0.1 gets its answer (if any) back to h2.
+    Returns (h2's namespace, h1's underlay MAC)."""
+    h1, h2 = f"wl-{net.name}-h1", f"wl-{net.name}-h2"
+    ns_out(h1, "sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1")
+    h2_mac = json.loads(ns_out(h2, "ip", "-j", "link", "show", "eth0"))[0]["address"]
+    h1_mac = json.loads(ns_out(h1, "ip", "-j", "link", "show", "eth0"))[0]["address"]
+    ns_out(h1, "ip", "neigh", "replace", under["h2"], "lladdr", h2_mac, "dev", "eth0",
+           "nud", "permanent")
+    return h2, h1_mac
+
+
 def test_surfaces_of_real_routers(lab_names: Names) -> None:
     net = Lab(lab_names("sf1"))
     net.up(2, *FAST)
@@ -124,12 +137,7 @@ def test_surfaces_of_real_routers(lab_names: Names) -> None:
         codes = [x.rsplit(" ", 1)[1] for x in out]
         assert codes == ["404", "404", "404", "404", "200"], out
     with checks("S18 route_localnet=1 in h1: a SYN from h2 to 127.0.0.1:6782 is not answered"):
-        ns_out(h1, "sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1")
-        h2 = f"wl-{net.name}-h2"
-        h2_mac = json.loads(ns_out(h2, "ip", "-j", "link", "show", "eth0"))[0]["address"]
-        h1_mac = json.loads(ns_out(h1, "ip", "-j", "link", "show", "eth0"))[0]["address"]
-        ns_out(h1, "ip", "neigh", "replace", under["h2"], "lladdr", h2_mac, "dev", "eth0",
-               "nud", "permanent")
+        h2, h1_mac = localnet_neighbour(net, under)
         before = counter(h1, "weave:guard localnet")
         assert P.syn(h2, "eth0", h1_mac, under["h2"], "127.0.0.1", 6782).startswith("no answer")
         assert counter(h1, "weave:guard localnet") > before
@@ -198,12 +206,7 @@ def test_the_guard_follows_moved_status_and_http_listeners(lab_names: Names) -> 
         assert got == want, got
         assert counter(h1, guard) >= before + 6
     with checks("S18 route_localnet=1: a SYN from h2 to 127.0.0.1:7782 is not answered"):
-        ns_out(h1, "sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1")
-        h2 = f"wl-{net.name}-h2"
-        h2_mac = json.loads(ns_out(h2, "ip", "-j", "link", "show", "eth0"))[0]["address"]
-        h1_mac = json.loads(ns_out(h1, "ip", "-j", "link", "show", "eth0"))[0]["address"]
-        ns_out(h1, "ip", "neigh", "replace", under["h2"], "lladdr", h2_mac, "dev", "eth0",
-               "nud", "permanent")
+        h2, h1_mac = localnet_neighbour(net, under)
         before = counter(h1, "weave:guard localnet")
         for port in (7782, 7784):
             got = P.syn(h2, "eth0", h1_mac, under["h2"], "127.0.0.1", port)
