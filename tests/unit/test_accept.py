@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import resource
 import socket
 
 import pytest
@@ -76,6 +78,38 @@ def test_a_dry_bucket_pauses_the_listener_until_the_next_token() -> None:
         return seen
 
     assert asyncio.run(main()) == [(1, 0), (1, 0), (2, 2)]
+
+
+def test_an_accept_that_fails_pauses_the_socket_instead_of_spinning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Out of descriptors (EMFILE, a real one: the soft limit lowered to the lowest free one), the
+    listener logs once, stops watching the socket for RETRY_DELAY, then takes the connection."""
+    caplog.set_level(logging.WARNING, "weave.mesh")
+
+    async def main() -> tuple[int, int]:
+        taken: list[socket.socket] = []
+        listener = Listener("127.0.0.1", 0, taken.append, accept_bucket(5, 60.0))
+        port = listener.sockets[0].getsockname()[1]
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        client = _connect(port)
+        try:
+            lowest_free = os.dup(0)  # descriptors are numbered from the lowest free one
+            os.close(lowest_free)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+            await asyncio.sleep(0.3)  # accept fails: paused, one warning
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        during = len(taken)
+        await asyncio.sleep(1.2)  # RETRY_DELAY later the socket is watched again
+        after = len(taken)
+        listener.close()
+        for s in [*taken, client]:
+            s.close()
+        return during, after
+
+    assert asyncio.run(main()) == (0, 1)
+    warnings = [r.getMessage() for r in caplog.records if "cannot accept" in r.getMessage()]
+    assert len(warnings) == 1 and "pausing" in warnings[0], warnings
 
 
 def test_the_listener_binds_like_asyncio_and_a_taken_port_is_an_error() -> None:

@@ -21,14 +21,14 @@ Invariants: ``accepted`` counts tokens taken, so over any interval of T seconds 
 most ``BURST + T / REFILL``; ``refused`` counts the RSTs; both only grow, and ``status`` is the
 ``AcceptLimit`` object of the report. A refusal is logged at most once per ``LOG_INTERVAL``,
 with the count so far, so a flood cannot fill the log. An accept that fails for lack of
-descriptors or memory pauses that socket for ``RETRY_DELAY`` (the kernel would report it
-readable again at once), as asyncio does.
+descriptors or memory (or for any reason not foreseen) pauses that socket for
+``RETRY_DELAY``: the kernel would report it readable again at once, and raising from the
+reader callback would only spin the loop and fill the log.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import socket
 import struct
@@ -107,11 +107,9 @@ class Listener:
                 conn, _ = sock.accept()
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 break
-            except OSError as err:
-                if err.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    raise
-                log.warning("cannot accept on the mesh port: %s; pausing %.0fs",
-                            err.strerror, RETRY_DELAY)
+            except OSError as err:  # out of descriptors or memory, or anything unforeseen:
+                log.warning("cannot accept on the mesh port: %s; pausing %.0fs",  # never spin
+                            err.strerror or err, RETRY_DELAY)
                 self._pause(sock, RETRY_DELAY)
                 return
             if self.bucket.take(now):
