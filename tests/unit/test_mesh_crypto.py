@@ -175,6 +175,13 @@ def test_a_rotation_never_splits_two_peers_and_finish_redials_the_old_key() -> N
         a, b = link(pa, pb)  # by the side that cannot open the other's frames (which closes)
         assert a.active == {} or b.active == {}, (pa, pb)
     assert link(begun, PW)[0].status(0.0)["PasswordRotation"] == "begun"
+    a, b = link(begun, switched)  # B has switched, A not yet: each shows what the other uses
+    [row_a], [row_b] = a.status(0.0)["Connections"], b.status(0.0)["Connections"]  # type: ignore[misc]
+    assert row_a["Attrs"] == {"encrypted": True, "peer_password": "next"}
+    assert row_b["Attrs"] == {"encrypted": True, "peer_password": "previous"}
+    assert "peer_password=previous" in render_connections(report(b))
+    [row] = link(begun, begun)[0].status(0.0)["Connections"]  # type: ignore[misc]
+    assert row["Attrs"] == {"encrypted": True}  # both still seal with PW
     a, b = link(switched, switched)  # a connection made while both still accepted PW ...
     assert a.set_password_keys(new, 1.0) == 0  # ... keyed with OTHER both ways: kept
     a, b = link(begun, switched)  # A sends PW: after finish it must go

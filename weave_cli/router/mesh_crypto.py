@@ -9,7 +9,8 @@
   change). Sealed with the rest of FEATURES, an on-path attacker cannot forge it.
 * ``data_plaintext``: a link's data path may skip encryption only when *both* ends trust the
   other; the control connection stays encrypted either way.
-* ``crypto_attrs``: the status attributes of a connection (``encrypted``, ``data_plaintext``),
+* ``crypto_attrs``: the status attributes of a connection (``encrypted``, ``data_plaintext``,
+  during a rotation ``peer_password``),
   kept apart from the overlay's ``Conn.extra`` and merged when rendered.
 """
 
@@ -67,12 +68,19 @@ def data_plaintext(subnets: Sequence[Network], c: Conn) -> bool:
             and c.remote.features.get(TRUSTED) == "true")
 
 
-def crypto_attrs(c: Conn) -> dict[str, object]:
+def crypto_attrs(c: Conn, keys: PasswordKeys | None = None) -> dict[str, object]:
+    """``encrypted``, ``data_plaintext``, and during a rotation ``peer_password``: which of
+    our two passwords the peer seals with when it is not the one we send with ("next" or
+    "previous"), so an operator sees which links still wait for a step."""
     if c.remote is None or not c.proto.encrypted:
         return {}
     attrs: dict[str, object] = {"encrypted": True}
     if c.data_plaintext:
         attrs["data_plaintext"] = True
+    session = c.proto.session
+    if keys is not None and keys.also is not None and session is not None \
+            and len(session.keys_used) == 2 and session.keys_used[1] == keys.also:
+        attrs["peer_password"] = "next" if keys.rotation == "begun" else "previous"
     return attrs
 
 

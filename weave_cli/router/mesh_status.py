@@ -83,7 +83,7 @@ def _connections(core: MeshCore, now: float, wall: float | None) -> list[dict[st
         else:
             state, info = "pending", "handshake in progress"
         rows.append({"Address": c.address_text, "Outbound": c.outbound, "State": state,
-                     "Info": info, "Attrs": {**c.extra, **crypto_attrs(c)}})
+                     "Info": info, "Attrs": {**c.extra, **crypto_attrs(c, core.password_keys)}})
     for address, reason in core.refused.current(now):
         rows.append({"Address": address, "Outbound": False, "State": "failed", "Info": reason,
                      "Attrs": {}})
