@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from weave_cli.crypto.secret import Secret
-from weave_cli.errors import RotationError
+from weave_cli.errors import RotationError, WeaveError
 from weave_cli.names import Paths
 from weave_cli.router import rotation
 
@@ -106,3 +106,35 @@ def test_a_switch_cut_short_reads_as_its_real_phase_and_completes(paths: Paths) 
     assert not paths.password_next_file.exists()
     rotation.finish(paths)
     assert keys(paths) == (key(NEW), None, "")
+
+
+def test_the_cli_changes_nothing_without_a_running_router(
+        paths: Paths, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A later 'weave launch' would name one password anew, so a step without a router is
+    refused (exit 3) and leaves the files as they were; without a password it is exit 15."""
+    from typer.testing import CliRunner
+
+    from weave_cli.main import build_app
+
+    monkeypatch.setenv("WEAVE_STATE_DIR", str(paths.state_dir))
+    monkeypatch.setenv("WEAVE_RUN_DIR", str(paths.run_dir))
+    new = tmp_path / "new"
+    new.write_text("new password\n")
+    new.chmod(0o600)
+    def run(*args: str) -> tuple[int, str]:
+        """The exit code and message ``weave_cli.main.run`` would give."""
+        result = CliRunner().invoke(build_app(), ["rotate-password", *args])
+        err = result.exception
+        assert isinstance(err, WeaveError), result.output
+        return err.exit_code, f"{err.message}; {err.hint}"
+
+    begin = ("begin", "--password-file", str(new))
+    code, text = run(*begin)
+    assert code == 3 and "not been launched" in text, text
+    paths.launch_config.write_text('{"encrypted": true}')
+    code, text = run(*begin)
+    assert code == 3 and "not running" in text, text
+    assert not paths.password_next_file.exists()
+    paths.launch_config.write_text('{"encrypted": false}')
+    code, text = run("finish")
+    assert code == 15 and "no password" in text and "new password" not in text, text

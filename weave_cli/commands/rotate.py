@@ -5,9 +5,9 @@ Three steps, each run on every host before the next one is run anywhere (docs/se
 ``finish`` (stop accepting the old one); ``cancel`` undoes a ``begin`` while no host has
 switched. A step may be run again (a reload that failed is retried so). Each step rewrites the
 password files in the run directory (``weave_cli.router.rotation``) and asks the running
-router to take them up; the request carries no secret. Without a running router the files
-change all the same and the router uses them when it restarts (a new ``weave launch`` names
-one password and ends any rotation).
+router to take them up; the request carries no secret. Without a running router nothing is
+changed (a new ``weave launch`` names one password and ends any rotation); while the
+supervisor restarts the router, the files are changed and read by its next life.
 """
 
 from __future__ import annotations
@@ -75,14 +75,19 @@ def _encrypted(paths: Paths) -> None:
 
 def _step(name: str, change: Callable[[Paths], None]) -> None:
     from weave_cli.client import RouterClient
+    from weave_cli.commands.launch import running_pid
 
     paths = Paths.from_env()
     _encrypted(paths)
+    if running_pid(paths) is None:  # a later 'weave launch' names one password anew
+        raise NotRunningError("weave is not running on this host",
+                              "launch it with the password the other hosts send with, then "
+                              "run the steps they have taken")
     change(paths)
     try:
         answer = RouterClient(paths, timeout=10.0).call("POST", "/password/reload").text.strip()
-    except NotRunningError:
-        answer = "the router is not running; it reads the new files when it starts"
+    except NotRunningError:  # between two lives under the supervisor, which reads the files
+        answer = "the router is restarting; it reads the new files as it starts"
     print(f"{name}: {answer}")
     print(NEXT_STEP[name], file=sys.stderr)
 
