@@ -175,8 +175,11 @@ def _subnets(v: Any) -> str:
     return ", ".join(_text(s) for s in v) if v else "none"
 
 
-_ROTATION = {"begun": "begun (sending with the current password, accepting the next one too)",
-             "switched": "switched (sending with the new password, accepting the previous one too)"}
+# A password rotation's phase (``Router.PasswordRotation``), as status and the CLI say it.
+ROTATION_TEXT = {
+    "begun": "begun (sending with the current password, accepting the next one too)",
+    "switched": "switched (sending with the new password, accepting the previous one too)",
+}
 
 
 def render_status(report: dict[str, Any]) -> str:
@@ -202,8 +205,8 @@ def render_status(report: dict[str, Any]) -> str:
         _line("TrustedSubnets", _subnets(_get(router, "TrustedSubnets"))),
     ]
     rotation = router.get("PasswordRotation") if isinstance(router, dict) else None
-    if rotation in _ROTATION:
-        lines.insert(6, _line("Rotation", _ROTATION[rotation]))
+    if rotation in ROTATION_TEXT:
+        lines.insert(6, _line("Rotation", ROTATION_TEXT[rotation]))
     ipam = _get(report, "IPAM")
     if isinstance(ipam, dict):
         lines += [

@@ -54,12 +54,16 @@ def new_handshake(keys: PasswordKeys | None, entropy: Callable[[int], bytes],
     return Handshake(keys, entropy(PRIVATE_SIZE), outbound=outbound)
 
 
-def rests_on_dropped_key(keys: PasswordKeys, c: Conn) -> bool:
-    """The connection was keyed with a password ``keys`` no longer accepts (either direction;
-    before its first frame, ours), so a rotation must close it."""
+def rests_on_dropped_key(old: PasswordKeys, new: PasswordKeys, c: Conn) -> bool:
+    """Whether a rotation step from ``old`` to ``new`` must close the connection: it was keyed
+    with a password ``new`` no longer accepts (either direction), or it is still in its
+    handshake while a key was dropped (its candidates, made under ``old``, could yet open a
+    frame under that key)."""
+    if c.proto.state == "handshake":
+        return not all(new.accepts(k) for k in old.accepted)
     session = c.proto.session
     used = session.keys_used if session is not None else ()
-    return not all(keys.accepts(k) for k in used)
+    return not all(new.accepts(k) for k in used)
 
 
 def data_plaintext(subnets: Sequence[Network], c: Conn) -> bool:

@@ -61,13 +61,9 @@ class LinkPlane:
         if old is None:
             raise ValueError("this router has no password: a rotation needs one")
         self.password_keys = keys
-        # A connection still in its handshake holds the candidates it was made with, so it
-        # could yet open a frame under a key no longer accepted: close it too (it redials).
-        shrunk = not all(keys.accepts(k) for k in old.accepted)
         return self.drop_connections(
             "password rotation: this connection used a password no longer accepted", now,
-            lambda c: mesh_crypto.rests_on_dropped_key(keys, c)
-            or (shrunk and c.proto.state == "handshake"))
+            lambda c: mesh_crypto.rests_on_dropped_key(old, keys, c))
 
     def neighbour_connections(self) -> dict[PeerName, int]:
         """The id of the active connection to each neighbour (a new one: a new link)."""

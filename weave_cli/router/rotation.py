@@ -37,26 +37,19 @@ from weave_cli.crypto.password import load_router_password
 from weave_cli.crypto.secret import Secret
 from weave_cli.errors import RotationError
 from weave_cli.names import Paths
+from weave_cli.render import ROTATION_TEXT
 from weave_cli.router import state
 
 NEXT: Final[Rotation] = "begun"
 PREVIOUS: Final[Rotation] = "switched"
 
 
-def next_file(paths: Paths) -> Path:
-    return paths.password_next_file
-
-
-def previous_file(paths: Paths) -> Path:
-    return paths.password_previous_file
-
-
 def _other(paths: Paths) -> tuple[Rotation, Secret | None]:
     """The phase and the second accepted password; a file holding the send password counts
     as absent (so a ``switch`` cut short reads as the phase it really is in)."""
     send = load_router_password(paths.password_file)
-    order: tuple[tuple[Rotation, Path], ...] = ((PREVIOUS, previous_file(paths)),
-                                               (NEXT, next_file(paths)))
+    order: tuple[tuple[Rotation, Path], ...] = ((PREVIOUS, paths.password_previous_file),
+                                               (NEXT, paths.password_next_file))
     for label, path in order:
         if path.exists() and (other := load_router_password(path)) != send:
             return label, other
@@ -86,33 +79,33 @@ def begin(paths: Paths, new: Secret) -> None:
                             "run 'weave rotate-password finish' first")
     if load_router_password(paths.password_file) == new:
         raise RotationError("the new password is the current one", "give a different password")
-    if current == NEXT and load_router_password(next_file(paths)) != new:
+    if current == NEXT and load_router_password(paths.password_next_file) != new:
         raise RotationError("a rotation to another password has begun on this host",
                             "run 'weave rotate-password cancel' first, or give the same password")
-    _write(next_file(paths), new)
+    _write(paths.password_next_file, new)
 
 
 def switch(paths: Paths) -> None:
     """Send with the next password; keep accepting the current one as the previous. Again
     after a switch: nothing to change (so a step whose reload failed can be run again)."""
-    if not next_file(paths).exists():
+    if not paths.password_next_file.exists():
         if phase(paths) == PREVIOUS:
             return
         raise RotationError("no rotation has begun on this host",
                             "run 'weave rotate-password begin --password-file NEW' first")
-    new = load_router_password(next_file(paths))
+    new = load_router_password(paths.password_next_file)
     if load_router_password(paths.password_file) != new:  # not already half done
-        _write(previous_file(paths), load_router_password(paths.password_file))
+        _write(paths.password_previous_file, load_router_password(paths.password_file))
         _write(paths.password_file, new)
-    state.remove_quietly(next_file(paths))
+    state.remove_quietly(paths.password_next_file)
 
 
 def finish(paths: Paths) -> None:
     """Stop accepting the previous password (nothing to change when none is accepted)."""
-    if next_file(paths).exists():
+    if paths.password_next_file.exists():
         raise RotationError("this host has not switched to the new password yet",
                             "run 'weave rotate-password switch' (after 'begin' on every host)")
-    state.remove_quietly(previous_file(paths))
+    state.remove_quietly(paths.password_previous_file)
 
 
 def cancel(paths: Paths) -> None:
@@ -122,11 +115,9 @@ def cancel(paths: Paths) -> None:
         raise RotationError("this host has switched already: there is no begin to cancel",
                             "finish the rotation, then rotate back to the old password with "
                             "'weave rotate-password begin'")
-    state.remove_quietly(next_file(paths))
+    state.remove_quietly(paths.password_next_file)
 
 
 def describe(rotation: Rotation) -> str:
     """For the log and the CLI: what the router now accepts and sends with."""
-    return {NEXT: "rotation begun: sending with the current password, accepting the next one",
-            PREVIOUS: "rotation switched: sending with the new password, accepting the previous "
-                      "one", }.get(rotation, "")
+    return f"rotation {ROTATION_TEXT[rotation]}" if rotation in ROTATION_TEXT else ""
