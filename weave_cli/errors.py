@@ -4,7 +4,7 @@
     ├── UsageError             bad command-line input (option, CIDR, template)        exit 2
     │   ├── InvalidPeerError   a PEER that is not host[:port]                         exit 10
     │   ├── InvalidPortError   a port outside 1..65535                                exit 11
-    │   └── RotationError      a password-rotation step out of order              exit 15
+    │   └── RotationError      a password-rotation step out of order              exit 19
     ├── NotRunningError        no router answers on this host                         exit 3
     ├── AlreadyRunningError    `launch` while a router is running                     exit 4
     ├── StateError             state/run dir unusable (permissions, corruption)       exit 5
@@ -13,6 +13,8 @@
     │   ├── IPAMUnavailableError  IPAM not ready in time (503, status words)          exit 13
     │   └── IPAMDisabledError  IPAM is off (--ipalloc-range '') or unknown (404)      exit 14
     ├── ProtocolError          hostile or malformed bytes from the network            (internal)
+    ├── KubeConfigError        no usable Kubernetes API config (env, token, CA file)  exit 20
+    ├── KubeRequestError       one Kubernetes API request failed; retried             (internal)
     ├── LabError               the test lab could not be built or driven              exit 7
     ├── PrivilegeError         the command needs root                                 exit 8
     └── TimeoutError_          something did not become ready in time                 exit 9
@@ -46,7 +48,7 @@ class UsageError(WeaveError):
 class RotationError(UsageError):
     """A ``weave rotate-password`` step that does not follow from the current phase."""
 
-    exit_code = 15
+    exit_code = 19
 
 
 class NotRunningError(WeaveError):
@@ -69,6 +71,25 @@ class ProtocolError(WeaveError):
     """Malformed or hostile input on a mesh connection; closes that connection only."""
 
     exit_code = 1
+
+
+class KubeConfigError(WeaveError):
+    """The Kubernetes API server cannot be configured: not in a pod, or the token or CA file is
+    missing or unusable. The message names the file, never the token's content."""
+
+    exit_code = 20
+
+
+class KubeRequestError(WeaveError):
+    """One request to the Kubernetes API failed (HTTP status, garbage, oversized body). Never
+    reaches an operator: the informer logs it, backs off and retries. ``status`` is the HTTP
+    status, or an ERROR event's code, when there was one (410: the resource version is gone)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class LabError(WeaveError):

@@ -6,7 +6,7 @@ single command on every host, all three links are established and a container on
 reaches containers on h2 and h3; a UDP probe that runs throughout the rotation records the
 longest time without an echo. At the end, a router launched with OLD is refused
 (``auth_failed``) and one launched with NEW joins. The CLI refuses a step out of order
-(exit 15) and a rotation on a network without a password.
+(exit 19) and a rotation on a network without a password.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def test_a_rolling_rotation_never_splits_the_network(lab_names: Names, tmp_path:
     lab_run(net, "h1", "c1")
     c2, c3 = lab_run(net, "h2", "c2"), lab_run(net, "h3", "c3")
     bad = net.weave("h1", "rotate-password", "switch", check=False)  # nothing begun
-    assert bad.returncode == 15 and "weave rotate-password begin" in bad.stderr, bad
+    assert bad.returncode == 19 and "weave rotate-password begin" in bad.stderr, bad
     with serving(net, "c2", "c3"):
         until("c1 -> c3", lambda: udp(net, "c1", c3))
         probe = subprocess.Popen(
@@ -120,4 +120,4 @@ def test_rotation_needs_a_password(lab_names: Names) -> None:
     weave("lab", "up", "--name", net.name, "--hosts", "1", "--bare")
     net.weave("h1", "launch", *FAST)
     out = net.weave("h1", "rotate-password", "begin", "--password", "x", check=False)
-    assert out.returncode == 15 and "no password" in out.stderr, out
+    assert out.returncode == 19 and "no password" in out.stderr, out

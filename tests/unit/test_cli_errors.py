@@ -92,3 +92,18 @@ def test_installed_from_wheel_not_source_tree() -> None:
     if os.environ.get("WEAVE_TEST_INSTALLED") != "1":
         pytest.skip("only meaningful under ./run test (wheel install)")
     assert "site-packages" in weave_cli.__file__
+
+
+def test_every_operator_facing_error_has_its_own_exit_code() -> None:
+    """Exit codes tell failures apart in scripts: no two error classes an operator can meet
+    share one (1 is the shared code of the internal ones, which never reach an operator)."""
+    import weave_cli.errors as errors
+    import weave_cli.net.errors as net_errors
+
+    classes = {cls for module in (errors, net_errors) for cls in vars(module).values()
+               if isinstance(cls, type) and issubclass(cls, errors.WeaveError)}
+    seen: dict[int, str] = {}
+    for cls in sorted(classes, key=lambda c: c.__name__):
+        if cls.exit_code != 1:
+            assert cls.exit_code not in seen, f"{cls.__name__} and {seen[cls.exit_code]}"
+            seen[cls.exit_code] = cls.__name__

@@ -55,7 +55,7 @@ def test_the_steps_move_the_keys_and_the_files_stay_private(paths: Paths) -> Non
 def test_steps_out_of_order_are_refused_and_change_nothing(paths: Paths) -> None:
     with pytest.raises(RotationError) as err:
         rotation.switch(paths)
-    assert err.value.exit_code == 15 and err.value.hint
+    assert err.value.exit_code == 19 and err.value.hint
     with pytest.raises(RotationError, match="current one"):
         rotation.begin(paths, OLD)
     rotation.begin(paths, NEW)
@@ -111,7 +111,7 @@ def test_a_switch_cut_short_reads_as_its_real_phase_and_completes(paths: Paths) 
 def test_the_cli_changes_nothing_without_a_running_router(
         paths: Paths, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A later 'weave launch' would name one password anew, so a step without a router is
-    refused (exit 3) and leaves the files as they were; without a password it is exit 15."""
+    refused (exit 3) and leaves the files as they were; without a password it is exit 19."""
     from typer.testing import CliRunner
 
     from weave_cli.main import build_app
@@ -137,4 +137,4 @@ def test_the_cli_changes_nothing_without_a_running_router(
     assert not paths.password_next_file.exists()
     paths.launch_config.write_text('{"encrypted": false}')
     code, text = run("finish")
-    assert code == 15 and "no password" in text and "new password" not in text, text
+    assert code == 19 and "no password" in text and "new password" not in text, text
