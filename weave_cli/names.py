@@ -53,6 +53,16 @@ FASTDP_PORT_OFFSET = 1  # fastdp's UDP port is the mesh port + 1, as in the orig
 FASTDP_OVERHEAD = 50
 HEARTBEAT_ETHERTYPE = 0x88B5  # IEEE local experimental: fastdp heartbeat frames
 
+# The network policy controller (weave-npc) owns `table inet weave-npc` (the policy, on the
+# forward hook, where bridged frames arrive too through br_netfilter) and `table bridge
+# weave-npc` (marks the frames of this node's pod ports; drops what goes to an unknown pod).
+# The two mark bits are ours; every other bit of the packet mark (kube-proxy's 0x4000 and
+# 0x8000 among them) is left as it was.
+NPC_TABLE = "weave-npc"
+NPC_MARK_FROM_POD = 0x00100000  # the frame came in through a pod port of this node
+NPC_MARK_TO_POD = 0x00200000  # the frame is bridged out through a pod port of this node
+POD_PORT_GLOB = VETH_HOST_PREFIX + "*"  # the host ends of pods' veths (nft wildcard)
+
 # Lab objects: every lab namespace is "<LAB_PREFIX><lab>-<node>"; nothing else uses the prefix.
 LAB_PREFIX = "wl-"
 LAB_BRIDGE = "br0"  # the underlay switch, inside the lab's switch namespace only

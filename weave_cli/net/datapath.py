@@ -11,6 +11,8 @@ Objects weave owns in the router's network namespace, all named in ``weave_cli.n
                                            accepts, masquerade of exposed subnets
     ``accept_ra`` 0 on all these devices   a container's IPv6 router advertisements are ignored
     iptables rules commented ``weave:*``   in DOCKER-USER, or FORWARD when its policy is DROP
+    nftables ``inet``/``bridge weave-npc``  the policy controller's tables (``weave_cli.npc``);
+                                           only ``remove_all`` touches them here
 
 ``ensure`` is idempotent and cheap when nothing changed (netlink reads, one ``nft -j list``,
 one ``iptables -S`` when iptables exists); it returns one line per repair. The bridge comes
@@ -25,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from ipaddress import IPv4Interface
 
-from weave_cli.names import BRIDGE, NFT_FAMILY, NFT_TABLE, VETH_HOST_PREFIX
+from weave_cli.names import BRIDGE, NFT_FAMILY, NFT_TABLE, NPC_TABLE, VETH_HOST_PREFIX
 from weave_cli.net import bridge, firewall, links, overlay
 from weave_cli.net.bridge import DEFAULT_MTU, BridgeSpec
 from weave_cli.net.errors import DatapathError
@@ -97,6 +99,13 @@ def remove_all(router_ns: str | None = None) -> list[str]:
     try:
         if firewall.remove_table(router_ns):
             removed.append(f"nft table {NFT_FAMILY} {NFT_TABLE}")
+    except DatapathError as err:
+        failed.append(err.message)
+    try:
+        from weave_cli.npc import kernel as npc_kernel
+
+        if npc_kernel.remove(router_ns):
+            removed.append(f"nft tables inet and bridge {NPC_TABLE}")
     except DatapathError as err:
         failed.append(err.message)
     try:

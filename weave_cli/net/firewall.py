@@ -28,7 +28,7 @@ def which(program: str) -> str | None:
     return shutil.which(program) or shutil.which(program, path=SBIN)
 
 
-def _run(ns: str | None, argv: list[str], stdin: str | None = None) -> tuple[int, str, str]:
+def run_program(ns: str | None, argv: list[str], stdin: str | None = None) -> tuple[int, str, str]:
     exe = which(argv[0])
     if exe is None:
         raise DatapathError(f"{argv[0]} not found", "install nftables (and iptables with Docker)")
@@ -49,7 +49,7 @@ def _run(ns: str | None, argv: list[str], stdin: str | None = None) -> tuple[int
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def _reason(stderr: str) -> str:
+def error_line(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     for line in lines:
         if "error" in line.lower():
@@ -58,18 +58,18 @@ def _reason(stderr: str) -> str:
 
 
 def _apply(ns: str | None, text: str) -> None:
-    rc, _, err = _run(ns, ["nft", "-f", "-"], stdin=text)
+    rc, _, err = run_program(ns, ["nft", "-f", "-"], stdin=text)
     if rc != 0:
-        raise DatapathError(f"nft could not apply table {NFT_TABLE}: {_reason(err)}")
+        raise DatapathError(f"nft could not apply table {NFT_TABLE}: {error_line(err)}")
 
 
 def current_table(ns: str | None) -> nft.Canonical | None:
     """The table as it is (reduced by ``nft.canonical_listing``), or None when it is absent."""
-    rc, out, err = _run(ns, ["nft", "-j", "list", "table", NFT_FAMILY, NFT_TABLE])
+    rc, out, err = run_program(ns, ["nft", "-j", "list", "table", NFT_FAMILY, NFT_TABLE])
     if rc != 0:
         if "No such file" in err or "does not exist" in err:
             return None
-        raise DatapathError(f"nft could not list table {NFT_TABLE}: {_reason(err)}")
+        raise DatapathError(f"nft could not list table {NFT_TABLE}: {error_line(err)}")
     try:
         return nft.canonical_listing(json.loads(out))
     except ValueError:
@@ -103,16 +103,16 @@ def remove_table(ns: str | None) -> bool:
 def _filter_state(ns: str | None) -> iptables.FilterState | None:
     if which("iptables") is None:
         return None
-    rc, out, err = _run(ns, ["iptables", "-w", "5", "-S"])
+    rc, out, err = run_program(ns, ["iptables", "-w", "5", "-S"])
     if rc != 0:
-        raise DatapathError(f"iptables could not list the filter table: {_reason(err)}")
+        raise DatapathError(f"iptables could not list the filter table: {error_line(err)}")
     return iptables.parse_listing(out)
 
 
 def _iptables(ns: str | None, args: list[str]) -> None:
-    rc, _, err = _run(ns, ["iptables", "-w", "5", *args])
+    rc, _, err = run_program(ns, ["iptables", "-w", "5", *args])
     if rc != 0:
-        raise DatapathError(f"iptables {' '.join(args[:2])} failed: {_reason(err)}")
+        raise DatapathError(f"iptables {' '.join(args[:2])} failed: {error_line(err)}")
 
 
 def ensure_forward_rules(ns: str | None, bridge: str = BRIDGE) -> list[str]:

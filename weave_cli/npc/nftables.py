@@ -1,0 +1,197 @@
+"""A ``Ruleset`` as the two nftables tables of the policy controller (pure).
+
+::
+
+    table inet weave-npc                                    the policy
+      sets known, ingress-isolated, egress-isolated, s-*    IPv4 addresses
+      sets e-*                                              address . port (named ports)
+      chain forward   filter hook forward priority 10, policy accept
+        ct state established,related accept                 replies and admitted flows
+        FROM_POD mark, source not known       -> drop        a pod we have not heard of
+        TO_POD mark, unicast, dest not known  -> drop        (closed, never open: S25)
+        ip saddr @egress-isolated   jump egress             each rule: return when allowed
+        ip daddr @ingress-isolated  jump ingress            each rule: accept when allowed
+      chain egress    ...rules... ; counter drop
+      chain ingress   ...rules... ; counter drop
+    table bridge weave-npc                                  which frames touch our pods
+      set known
+      chain prerouting  priority -300: iifname "vethwepl*" -> mark |= FROM_POD
+      chain forward     priority -300: oifname "vethwepl*" -> mark |= TO_POD
+      chain output      oifname "vethwepl*", unicast, dest not known -> drop
+
+Why the forward hook sees everything that matters: frames bridged between pods (on this node
+or through the overlay ports) reach it through br_netfilter (``bridge-nf-call-iptables``, which
+the controller keeps at 1); packets routed into the bridge (a Service's ClusterIP or NodePort
+after kube-proxy's DNAT, hairpin to one's own Service) reach it after the DNAT and *before* any
+masquerade, so the rules see the real client and the real endpoint (weave#3285, #3452: S24).
+Only what the node itself sends skips it, and the API allows that ("traffic from the pod's
+node"). The bridge table marks frames by the pod port they use, since the inet hooks see only
+the bridge device; its output chain closes pods the controller does not know to what the node
+routes or sends to them.
+
+Multicast and broadcast: the destination is no pod address, so ingress rules do not apply to
+them; egress rules do (an egress-isolated pod needs an ipBlock such as 224.0.0.0/4 to send any).
+
+``script`` replaces both tables in one ``nft -f`` transaction: no packet ever sees half a
+ruleset or an empty one. The first rule of the inet forward chain and of the bridge prerouting
+chain carry ``ruleset <digest>``, a hash of the rest of the script, so the controller can tell
+with two short listings whether the kernel still holds what it applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from ipaddress import IPv4Address
+
+from weave_cli.names import NPC_MARK_FROM_POD, NPC_MARK_TO_POD, NPC_TABLE, POD_PORT_GLOB
+from weave_cli.npc.ir import EGRESS_ISOLATED, INGRESS_ISOLATED, KNOWN, Rule, Ruleset
+
+INET_TABLE = f"inet {NPC_TABLE}"
+BRIDGE_TABLE = f"bridge {NPC_TABLE}"
+FORWARD_PRIORITY = 10  # after `table inet weave` (0); both must accept, order is cosmetic
+MARK_PRIORITY = -300  # before br_netfilter hands the frame to the inet hooks (priority 0)
+DIGEST_TAG = "ruleset "
+_C = "weave-npc:"
+_UNICAST = "ether daddr & 01:00:00:00:00:00 == 00:00:00:00:00:00"
+
+
+def _mark_test(bit: int) -> str:
+    return f"meta mark & {bit:#010x} == {bit:#010x}"
+
+
+def _elements(addrs: frozenset[IPv4Address]) -> str:
+    return ", ".join(str(a) for a in sorted(addrs))
+
+
+def _sets(rs: Ruleset) -> list[str]:
+    lines = []
+    for name in sorted(rs.sets):
+        body = f"type ipv4_addr; elements = {{ {_elements(rs.sets[name])} }};" \
+            if rs.sets[name] else "type ipv4_addr;"
+        lines.append(f"  set {name} {{ {body} }}")
+    for name in sorted(rs.endpoint_sets):
+        pairs = sorted(rs.endpoint_sets[name])
+        body = "type ipv4_addr . inet_service;"
+        if pairs:
+            body += " elements = { " + ", ".join(f"{a} . {p}" for a, p in pairs) + " };"
+        lines.append(f"  set {name} {{ {body} }}")
+    return lines
+
+
+def _rule(rule: Rule, ingress: bool) -> str:
+    """The statement of one rule; ingress matches the target as destination."""
+    target, peer = ("daddr", "saddr") if ingress else ("saddr", "daddr")
+    parts = [f"ip {target} @{rule.targets}"]
+    if rule.peer_set is not None:
+        parts.append(f"ip {peer} @{rule.peer_set}")
+    if rule.peer_block is not None:
+        parts.append(f"ip {peer} {rule.peer_block.cidr}")
+        if rule.peer_block.excepts:
+            nets = ", ".join(str(n) for n in rule.peer_block.excepts)
+            parts.append(f"ip {peer} != {{ {nets} }}")
+    if rule.protocol is not None:
+        parts.append(f"meta l4proto {rule.protocol}")
+        if rule.named_set is not None:
+            parts.append(f"ip daddr . th dport @{rule.named_set}")
+        elif rule.port is not None:
+            span = str(rule.port) if rule.end_port in (None, rule.port) \
+                else f"{rule.port}-{rule.end_port}"
+            parts.append(f"th dport {span}")
+    parts.append("counter")
+    parts.append("accept" if ingress else "return")
+    return " ".join(parts) + f' comment "{rule.comment}"'
+
+
+def _body(rs: Ruleset) -> tuple[list[str], list[str]]:
+    """The inet and bridge tables without their digest lines."""
+    inet = [f"table {INET_TABLE} {{", *_sets(rs)]
+    inet += [
+        "  chain forward {",
+        f"    type filter hook forward priority {FORWARD_PRIORITY}; policy accept;",
+        "@DIGEST@",
+        f"    {_mark_test(NPC_MARK_FROM_POD)} ip saddr != @{KNOWN} counter drop"
+        f' comment "{_C}unknown source pod"',
+        f"    {_mark_test(NPC_MARK_TO_POD)} meta pkttype != {{ broadcast, multicast }}"
+        f' ip daddr != @{KNOWN} counter drop comment "{_C}unknown destination pod"',
+        f'    ip saddr @{EGRESS_ISOLATED} jump egress comment "{_C}egress isolated"',
+        f'    ip daddr @{INGRESS_ISOLATED} jump ingress comment "{_C}ingress isolated"',
+        "  }",
+        "  chain egress {",
+        *(f"    {_rule(r, ingress=False)}" for r in rs.egress),
+        f'    counter drop comment "{_C}egress denied"',
+        "  }",
+        "  chain ingress {",
+        *(f"    {_rule(r, ingress=True)}" for r in rs.ingress),
+        f'    counter drop comment "{_C}ingress denied"',
+        "  }",
+        "}",
+    ]
+    known = rs.sets[KNOWN]
+    known_body = f"type ipv4_addr; elements = {{ {_elements(known)} }};" if known \
+        else "type ipv4_addr;"
+    bridge = [
+        f"table {BRIDGE_TABLE} {{",
+        f"  set {KNOWN} {{ {known_body} }}",
+        "  chain prerouting {",
+        f"    type filter hook prerouting priority {MARK_PRIORITY}; policy accept;",
+        "@DIGEST@",
+        "  }",
+        "  chain forward {",
+        f"    type filter hook forward priority {MARK_PRIORITY}; policy accept;",
+        f'    oifname "{POD_PORT_GLOB}" meta mark set meta mark | {NPC_MARK_TO_POD:#010x}'
+        f' comment "{_C}to pod port"',
+        "  }",
+        "  chain output {",
+        "    type filter hook output priority 0; policy accept;",
+        f'    oifname "{POD_PORT_GLOB}" {_UNICAST} ip daddr != @{KNOWN} counter drop'
+        f' comment "{_C}unknown destination pod"',
+        "  }",
+        "}",
+    ]
+    return inet, bridge
+
+
+def digest(rs: Ruleset) -> str:
+    """16 hex digits that change whenever the rendered tables would."""
+    inet, bridge = _body(rs)
+    return hashlib.sha256("\n".join(inet + bridge).encode()).hexdigest()[:16]
+
+
+def script(rs: Ruleset) -> str:
+    """An ``nft -f`` script replacing (or creating) both tables in one transaction."""
+    rs.check()
+    inet, bridge = _body(rs)
+    tag = digest(rs)
+    inet_digest = ("    ct state established,related accept"
+                   f' comment "{_C}established {DIGEST_TAG}{tag}"')
+    bridge_digest = (f'    iifname "{POD_PORT_GLOB}" meta mark set meta mark |'
+                     f' {NPC_MARK_FROM_POD:#010x} comment "{_C}from pod port {DIGEST_TAG}{tag}"')
+    lines = [f"table {INET_TABLE} {{}}", f"delete table {INET_TABLE}"]
+    lines += [inet_digest if line == "@DIGEST@" else line for line in inet]
+    lines += [f"table {BRIDGE_TABLE} {{}}", f"delete table {BRIDGE_TABLE}"]
+    lines += [bridge_digest if line == "@DIGEST@" else line for line in bridge]
+    return "\n".join(lines) + "\n"
+
+
+def delete_script() -> str:
+    """Removes both tables if they exist (``weave reset``)."""
+    return "".join(f"table {t} {{}}\ndelete table {t}\n" for t in (INET_TABLE, BRIDGE_TABLE))
+
+
+def closed() -> Ruleset:
+    """What a node holds before the controller's first complete view of the cluster: no pod
+    is known, so every pod port of this node is closed to forwarded traffic."""
+    empty: frozenset[IPv4Address] = frozenset()
+    return Ruleset({KNOWN: empty, INGRESS_ISOLATED: empty, EGRESS_ISOLATED: empty})
+
+
+def digests_in_listing(doc: object) -> set[str]:
+    """The ``ruleset <digest>`` tags of the rules in a parsed ``nft -j list chain`` document."""
+    found: set[str] = set()
+    entries = doc.get("nftables", []) if isinstance(doc, dict) else []
+    for entry in entries if isinstance(entries, list) else []:
+        rule = entry.get("rule") if isinstance(entry, dict) else None
+        comment = rule.get("comment") if isinstance(rule, dict) else None
+        if isinstance(comment, str) and DIGEST_TAG in comment:
+            found.add(comment.rsplit(DIGEST_TAG, 1)[1])
+    return found
