@@ -3,16 +3,17 @@
 ::
 
     table inet weave-npc                                    the policy
-      sets known, ingress-isolated, egress-isolated, s-*    IPv4 addresses
-      sets e-*                                              address . port (named ports)
+      sets known, ingress-isolated, egress-isolated, ip-*   IPv4 addresses
+      sets ep-*                                             address . port (named ports)
+      maps ingress-dispatch, egress-dispatch                isolated pod -> its chain
       chain forward   filter hook forward priority 10, policy accept
         ct state established,related accept                 replies and admitted flows
         FROM_POD mark, source not known       -> drop        a pod we have not heard of
         TO_POD mark, unicast, dest not known  -> drop        (closed, never open: S25)
-        ip saddr @egress-isolated   jump egress             each rule: return when allowed
-        ip daddr @ingress-isolated  jump ingress            each rule: accept when allowed
-      chain egress    ...rules... ; counter drop
-      chain ingress   ...rules... ; counter drop
+        ip saddr vmap @egress-dispatch   pod -> its chain    each rule: return when allowed
+        ip daddr vmap @ingress-dispatch  pod -> its chain    each rule: accept when allowed
+      chain egress-<hash>   the rules of the pods that share them ; counter drop
+      chain ingress-<hash>  ...
     table bridge weave-npc                                  which frames touch our pods
       set known
       chain prerouting  priority -300: iifname "vethwepl*" -> mark |= FROM_POD
@@ -79,9 +80,10 @@ def _sets(rs: Ruleset) -> list[str]:
 
 
 def _rule(rule: Rule, ingress: bool) -> str:
-    """The statement of one rule; ingress matches the target as destination."""
-    target, peer = ("daddr", "saddr") if ingress else ("saddr", "daddr")
-    parts = [f"ip {target} @{rule.targets}"]
+    """The statement of one rule in a pod's chain (the dispatch map already matched the
+    target: the destination for ingress, the source for egress)."""
+    peer = "saddr" if ingress else "daddr"
+    parts: list[str] = []
     if rule.peer_set is not None:
         parts.append(f"ip {peer} @{rule.peer_set}")
     if rule.peer_block is not None:
@@ -102,9 +104,39 @@ def _rule(rule: Rule, ingress: bool) -> str:
     return " ".join(parts) + f' comment "{rule.comment}"'
 
 
+def _dispatch(rs: Ruleset, ingress: bool) -> tuple[str, list[str]]:
+    """One direction as a verdict map from each isolated pod to the chain of the rules that
+    target it (pods with the same rules share one chain), and those chains. A new connection
+    walks only its pod's rules, however many policies the cluster has."""
+    word = "ingress" if ingress else "egress"
+    rules = rs.ingress if ingress else rs.egress
+    per_pod: dict[IPv4Address, list[int]] = {
+        ip: [] for ip in rs.sets[INGRESS_ISOLATED if ingress else EGRESS_ISOLATED]}
+    for index, rule in enumerate(rules):
+        for ip in rs.sets[rule.targets]:
+            if ip in per_pod:
+                per_pod[ip].append(index)
+    groups: dict[tuple[int, ...], list[IPv4Address]] = {}
+    for ip, targeting in per_pod.items():
+        groups.setdefault(tuple(targeting), []).append(ip)
+    chains: list[str] = []
+    elements: list[str] = []
+    for indices in sorted(groups):
+        tag = hashlib.sha256(",".join(map(str, indices)).encode()).hexdigest()[:12]
+        name = f"{word}-{tag}"
+        chains += [f"  chain {name} {{",
+                   *(f"    {_rule(rules[i], ingress)}" for i in indices),
+                   f'    counter drop comment "{_C}{word} denied"', "  }"]
+        elements += [f"{ip} : jump {name}" for ip in sorted(groups[indices])]
+    body = f" elements = {{ {', '.join(elements)} }};" if elements else ""
+    return f"  map {word}-dispatch {{ type ipv4_addr : verdict;{body} }}", chains
+
+
 def _body(rs: Ruleset) -> tuple[list[str], list[str]]:
     """The inet and bridge tables without their digest lines."""
-    inet = [f"table {INET_TABLE} {{", *_sets(rs)]
+    egress_map, egress_chains = _dispatch(rs, ingress=False)
+    ingress_map, ingress_chains = _dispatch(rs, ingress=True)
+    inet = [f"table {INET_TABLE} {{", *_sets(rs), egress_map, ingress_map]
     inet += [
         "  chain forward {",
         f"    type filter hook forward priority {FORWARD_PRIORITY}; policy accept;",
@@ -113,17 +145,11 @@ def _body(rs: Ruleset) -> tuple[list[str], list[str]]:
         f' comment "{_C}unknown source pod"',
         f"    {_mark_test(NPC_MARK_TO_POD)} meta pkttype != {{ broadcast, multicast }}"
         f' ip daddr != @{KNOWN} counter drop comment "{_C}unknown destination pod"',
-        f'    ip saddr @{EGRESS_ISOLATED} jump egress comment "{_C}egress isolated"',
-        f'    ip daddr @{INGRESS_ISOLATED} jump ingress comment "{_C}ingress isolated"',
+        f'    ip saddr vmap @egress-dispatch comment "{_C}egress isolated"',
+        f'    ip daddr vmap @ingress-dispatch comment "{_C}ingress isolated"',
         "  }",
-        "  chain egress {",
-        *(f"    {_rule(r, ingress=False)}" for r in rs.egress),
-        f'    counter drop comment "{_C}egress denied"',
-        "  }",
-        "  chain ingress {",
-        *(f"    {_rule(r, ingress=True)}" for r in rs.ingress),
-        f'    counter drop comment "{_C}ingress denied"',
-        "  }",
+        *egress_chains,
+        *ingress_chains,
         "}",
     ]
     known = rs.sets[KNOWN]
