@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 import pytest
-from k8s.probes import CLIENT, SERVER
+from k8s.probes import CLIENT, SERVER, UDP_ASK, UDP_ECHO
 from netutil import in_ns, ns_path, run
 
 from weave_cli.npc import compile as npc_compile
@@ -78,7 +79,7 @@ def probe(ns: str, *targets: str) -> dict[str, str]:
     return result
 
 
-def _apply(names: dict[str, str], policies: list[dict[str, object]]) -> str:
+def _apply(names: dict[str, str], policies: list[dict[str, object]]) -> nftables.TableState:
     pods = [model.parse_pod({
         "metadata": {"namespace": ns, "name": pod, "uid": pod, "labels": {"app": app}},
         "spec": {"nodeName": "node", "containers": [
@@ -141,15 +142,15 @@ def test_unknown_pods_are_closed_and_tables_only_replaced(
     and leaves foreign tables alone."""
     names = _node(make_ns, procs)
     node = ns_path(names["node"])
-    assert kernel.present_digests(node) is None
+    assert kernel.read(node) is None
     closed = kernel.apply(nftables.closed(), node)
-    assert kernel.present_digests(node) == {closed}
+    assert closed.digests == {nftables.digest(nftables.closed())}
     a, b = "10.32.0.2:8080", "10.32.0.3:8080"
     assert probe(names["b"], a, *SERVICE) == {a: "blocked", SERVICE[0]: "blocked"}
     assert probe(names["node"], a) == {a: "blocked"}
     assert probe(names["ext"], f"{NODE_IP}:30080") == {f"{NODE_IP}:30080": "blocked"}
     applied = _apply(names, [])
-    assert kernel.present_digests(node) == {applied} and applied != closed
+    assert kernel.read(node) == applied and applied != closed
     assert probe(names["b"], a) == {a: "ok 10.32.0.3"}
     assert probe(names["a"], b) == {b: "ok 10.32.0.2"}
     # A pod the controller has not heard of (d, on a new port) is closed in both directions.
@@ -164,6 +165,56 @@ def test_unknown_pods_are_closed_and_tables_only_replaced(
     assert probe(names["node"], "10.32.0.9:8080") == {"10.32.0.9:8080": "blocked"}
     assert probe(names["node"], "10.32.0.2:8081") == {"10.32.0.2:8081": "refused"}
     in_ns(names["node"], "nft", "list", "table", "ip", "kptest")  # foreign table untouched
+    # A rule deleted or added by hand changes what the controller reads back.
+    in_ns(names["node"], "nft", "insert", "rule", "inet", "weave-npc", "forward", "accept")
+    assert kernel.read(node) != applied and (kernel.read(node) or applied).digests
     assert kernel.remove(node) is True
-    assert kernel.present_digests(node) is None
+    assert kernel.read(node) is None
     in_ns(names["node"], "nft", "list", "table", "ip", "kptest")
+
+
+def _link_local(ns: str) -> str:
+    for _ in range(50):
+        out = in_ns(ns, "ip", "-6", "-o", "addr", "show", "dev", "ethwe", "scope", "link").stdout
+        if out and "tentative" not in out:
+            return out.split()[3].split("/")[0] + "%ethwe"
+        time.sleep(0.1)
+    raise AssertionError(f"no link-local address in {ns}: {out}")
+
+
+def test_no_way_around_the_policy_below_ipv4(make_ns: Make,
+                                             procs: list[subprocess.Popen[str]]) -> None:
+    """What br_netfilter does not hand to the inet hooks, or what no IPv4 rule matches: IPv6
+    (every pod has a link-local address), 802.1Q frames with VLAN 0 (the pod's kernel takes
+    them as untagged), IPv4 broadcast, and a unicast datagram for an unknown pod in a
+    broadcast frame. Each reaches an isolated pod without the tables, none with them."""
+    names = _node(make_ns, procs)
+    for pod in ("a", "b"):
+        proc = subprocess.Popen(["nsenter", f"--net={ns_path(names[pod])}", "--",
+                                 sys.executable, "-c", UDP_ECHO], stdout=subprocess.PIPE,
+                                text=True)
+        procs.append(proc)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    a_mac = json.loads(in_ns(names["a"], "ip", "-j", "link", "show", "ethwe").stdout)[0]["address"]
+    tries = {"ipv6": ("ip", _link_local(names["a"])), "vlan0": ("vlan0", "10.32.0.2", a_mac),
+             "broadcast": ("ip", "10.47.255.255"), "limited": ("ip", "255.255.255.255"),
+             "unknown in broadcast frame": ("bcastmac", "10.32.0.9")}
+
+    def asked() -> dict[str, str]:
+        return {what: in_ns(names["b"], sys.executable, "-c", UDP_ASK, *how).stdout.strip()
+                for what, how in tries.items()}
+
+    d = make_ns("d")  # an unknown pod serving UDP at 10.32.0.9
+    run("ip", "-n", names["node"], "link", "add", "vethwepld", "type", "veth", "peer", "name",
+        "ethwe", "netns", d)
+    in_ns(names["node"], "ip", "link", "set", "vethwepld", "master", "weave", "up")
+    in_ns(d, "ip", "addr", "add", "10.32.0.9/12", "dev", "ethwe")
+    in_ns(d, "ip", "link", "set", "ethwe", "up")
+    proc = subprocess.Popen(["nsenter", f"--net={ns_path(d)}", "--", sys.executable, "-c",
+                             UDP_ECHO], stdout=subprocess.PIPE, text=True)
+    procs.append(proc)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    assert asked() == dict.fromkeys(tries, "echo"), "each way works without the tables"
+    _apply(names, [DENY_ALL])
+    assert asked() == dict.fromkeys(tries, "none")
+    assert in_ns(names["b"], sys.executable, "-c", UDP_ASK, "ip", "10.32.0.3").stdout

@@ -8,30 +8,40 @@ from typing import Any
 
 import pytest
 
+from weave_cli.net.errors import DatapathError
 from weave_cli.npc import controller, ir, kubeapi, nftables
 
 
 class MemoryKernel:
-    """Holds the digest the tables would carry; counts applies; can fail them."""
+    """Holds what the tables would (a state per applied ruleset); counts applies; can fail."""
 
-    def __init__(self, present: set[str] | None = None) -> None:
+    def __init__(self, present: nftables.TableState | None = None) -> None:
         self.present = present
         self.applied: list[ir.Ruleset] = []
         self.fail = 0
 
-    def digests(self) -> set[str] | None:
+    @staticmethod
+    def state_of(rs: ir.Ruleset) -> nftables.TableState:
+        return nftables.TableState(frozenset({nftables.digest(rs)}),
+                                   frozenset({("digest", nftables.digest(rs))}))
+
+    def read(self) -> nftables.TableState | None:
         return self.present
 
-    def apply(self, rs: ir.Ruleset) -> str:
+    def apply(self, rs: ir.Ruleset) -> nftables.TableState:
         if self.fail:
             self.fail -= 1
             raise RuntimeError("nft: simulated failure")
         self.applied.append(rs)
-        self.present = {nftables.digest(rs)}
-        return nftables.digest(rs)
+        self.present = self.state_of(rs)
+        return self.present
 
     def port(self) -> controller.Kernel:
-        return controller.Kernel(self.digests, self.apply)
+        return controller.Kernel(self.read, self.apply)
+
+
+OLD_RUN = nftables.TableState(frozenset({"0123456789abcdef"}), frozenset({("old", 1)}))
+HALF = nftables.TableState(frozenset(), frozenset({("missing", "bridge")}))
 
 
 def pod(ns: str, name: str, ip: str, app: str = "web") -> dict[str, Any]:
@@ -93,34 +103,50 @@ def test_no_tables_means_closed_until_every_kind_is_listed() -> None:
 
 
 def test_tables_of_a_previous_run_stay_until_the_first_complete_view() -> None:
-    kernel = MemoryKernel(present={"0123456789abcdef"})
+    kernel = MemoryKernel(present=OLD_RUN)
     asyncio.run(drive(kernel, full_sync()[:2] + [kubeapi.Health("networkpolicies", False, "x"),
                                                   ("sleep", 0.2)]))
-    assert kernel.applied == [] and kernel.present == {"0123456789abcdef"}
+    assert kernel.applied == [] and kernel.present == OLD_RUN
+    # Tables that are not whole (one deleted, a digest rule gone) are not kept: closed.
+    kernel = MemoryKernel(present=HALF)
+    asyncio.run(drive(kernel, [("sleep", 0.1)]))
+    assert [nftables.digest(r) for r in kernel.applied] == [nftables.digest(nftables.closed())]
+
+
+def test_a_node_that_cannot_be_closed_stops_the_controller() -> None:
+    kernel = MemoryKernel()
+    kernel.fail = 1
+    with pytest.raises(DatapathError, match="cannot close the pod ports"):
+        asyncio.run(drive(kernel, []))
 
 
 def test_applies_only_changes_and_keeps_rules_while_unreachable() -> None:
-    kernel = MemoryKernel(present=set())
+    kernel = MemoryKernel(present=OLD_RUN)
     steps: list[Any] = [*full_sync(DENY), ("sleep", 0.1), *full_sync(DENY),
                         kubeapi.Health("pods", False, "connection refused"), ("sleep", 0.2)]
     asyncio.run(drive(kernel, steps))
     assert len(kernel.applied) == 1, "an identical relist or an outage applies nothing"
     steps = [*full_sync(DENY), kubeapi.Delete("networkpolicies", "prod/deny")]
-    kernel = MemoryKernel(present=set())
+    kernel = MemoryKernel(present=OLD_RUN)
     asyncio.run(drive(kernel, steps))
     assert A not in kernel.applied[-1].sets[ir.INGRESS_ISOLATED]
 
 
 def test_deleted_tables_and_failed_applies_are_repaired() -> None:
-    kernel = MemoryKernel(present=set())
+    kernel = MemoryKernel(present=OLD_RUN)
     kernel.fail = 1
 
     def wipe() -> None:
         kernel.present = None
 
-    asyncio.run(drive(kernel, [*full_sync(DENY), ("sleep", 0.2), wipe, ("sleep", 0.2)]))
-    assert kernel.present == {nftables.digest(kernel.applied[-1])}
-    assert len(kernel.applied) == 2, "once after the failure, once after the wipe"
+    def edit() -> None:  # a rule deleted by hand: the digest rule is still there
+        assert kernel.present is not None
+        kernel.present = nftables.TableState(kernel.present.digests, frozenset())
+
+    asyncio.run(drive(kernel, [*full_sync(DENY), ("sleep", 0.2), wipe, ("sleep", 0.2),
+                               edit, ("sleep", 0.2)]))
+    assert kernel.present == kernel.state_of(kernel.applied[-1])
+    assert len(kernel.applied) == 3, "after the failure, after the wipe, after the edit"
     assert A in kernel.applied[-1].sets[ir.INGRESS_ISOLATED]
 
 
@@ -153,3 +179,22 @@ def test_an_unparsable_pod_stays_unknown() -> None:
                                                   "status": {"podIP": "not an address"}}))
     rs = view.ruleset()
     assert rs is not None and len(rs.sets[ir.KNOWN]) == 2
+
+
+def test_pods_that_appear_while_policies_cannot_be_listed_stay_closed() -> None:
+    """A policy that isolates a new pod may be among those not seen yet (S25)."""
+    view = controller.ClusterView()
+    for msg in full_sync(DENY):
+        view.handle(msg)
+    view.handle(kubeapi.Health("networkpolicies", False, "connection refused"))
+    view.handle(kubeapi.Upsert("pods", "dev/new", pod("dev", "new", "10.32.0.7")))
+    view.handle(kubeapi.Upsert("pods", "dev/b", pod("dev", "b", "10.32.0.8")))  # readdressed
+    rs = view.ruleset()
+    assert rs is not None
+    assert IPv4Address("10.32.0.7") not in rs.sets[ir.KNOWN]
+    assert IPv4Address("10.32.0.8") not in rs.sets[ir.KNOWN]
+    assert A in rs.sets[ir.KNOWN], "pods seen before the outage keep their rules"
+    view.handle(synced("networkpolicies", DENY))
+    assert view.handle(kubeapi.Health("networkpolicies", True, "listed"))
+    rs = view.ruleset()
+    assert rs is not None and IPv4Address("10.32.0.7") in rs.sets[ir.KNOWN]

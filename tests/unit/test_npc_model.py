@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from weave_cli.npc import model, selector
 from weave_cli.npc.model import (
     IPBlockPeer,
     Labels,
@@ -114,13 +115,14 @@ def test_bad_container_ports(port: dict[str, Any]) -> None:
 
 def test_pod_bounds() -> None:
     ok = pod_json()
-    ok["metadata"]["labels"] = {f"k{i}": "v" for i in range(256)}
-    ok["spec"]["containers"] = [{"name": f"c{i}"} for i in range(64)]
-    assert len(parse_pod(ok).labels) == 256
+    ok["metadata"]["labels"] = {f"k{i}": "v" for i in range(300)}
+    ok["spec"]["containers"] = [{"name": f"c{i}"} for i in range(300)]
+    assert len(parse_pod(ok).labels) == 300, "more than any small fixed bound: valid is valid"
+    half = model.MAX_POD_PORTS // 2 + 1
     for field, value in [
-        ("labels", {f"k{i}": "v" for i in range(257)}),
-        ("containers", [{"name": f"c{i}"} for i in range(65)]),
-        ("containers", [{"ports": [{"containerPort": 80}] * 600}] * 2),
+        ("labels", {f"k{i}": "v" for i in range(selector.MAX_LABELS + 1)}),
+        ("containers", [{"name": "c"}] * (model.MAX_CONTAINERS + 1)),
+        ("containers", [{"ports": [{"containerPort": 80}] * half}] * 2),
     ]:
         bad = pod_json()
         (bad["metadata"] if field == "labels" else bad["spec"])[field] = value
@@ -236,9 +238,9 @@ def test_ipblock_host_bits_are_tolerated() -> None:
     ({"ingress": [{"ports": [{"port": 100, "endPort": 90}]}]}, "endPort"),
     ({"ingress": [{"ports": [{"port": 100, "endPort": 65536}]}]}, "endPort"),
     ({"policyTypes": ["ingress"]}, "policyTypes"),
-    ({"ingress": [{}] * 1001}, "spec.ingress"),
-    ({"ingress": [{"from": [{"podSelector": {}}] * 1001}]}, "from"),
-    ({"ingress": [{"ports": [{}] * 1001}]}, "ports"),
+    ({"ingress": [{}] * (model.MAX_RULES + 1)}, "spec.ingress"),
+    ({"ingress": [{"from": [{"podSelector": {}}] * (model.MAX_PEERS + 1)}]}, "from"),
+    ({"ingress": [{"ports": [{}] * (model.MAX_PORTS + 1)}]}, "ports"),
 ])
 def test_policy_garbage_names_the_field(spec: dict[str, Any], field: str) -> None:
     with pytest.raises(ModelError, match=f"NetworkPolicy x/p: .*{field}"):
@@ -278,7 +280,7 @@ def test_selector_matches(raw: dict[str, Any], labels: dict[str, str], want: boo
     {"key": "a", "operator": "DoesNotExist", "values": ["1"]},
     {"key": "a", "operator": "Gt", "values": ["1"]}, {"operator": "Exists"},
     {"key": "a", "operator": "In", "values": ["bad value"]},
-    {"key": "a", "operator": "In", "values": ["v"] * 257},
+    {"key": "a", "operator": "In", "values": ["v"] * (selector.MAX_VALUES + 1)},
 ])
 def test_bad_expressions(expr: dict[str, Any]) -> None:
     with pytest.raises(ModelError, match=r"sel.matchExpressions\[0\]"):
@@ -357,3 +359,13 @@ def test_mutated_objects_raise_only_model_error(which: int, data: st.DataObject)
         PARSERS[which](obj)
     except ModelError:
         pass
+
+
+def test_a_valid_policy_with_many_values_is_not_refused() -> None:
+    """A refused policy becomes a deny-all of its namespace: the bounds must sit above what
+    the API admits, not at a guess (300 values, 300 excepts)."""
+    spec = {"podSelector": {"matchExpressions": [
+        {"key": "app", "operator": "In", "values": [f"v{i}" for i in range(300)]}]},
+        "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": [
+            f"10.{i // 256}.{i % 256}.0/24" for i in range(300)]}}]}]}
+    assert parse_policy(policy_json(spec)).name == "p"

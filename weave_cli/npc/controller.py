@@ -14,6 +14,8 @@ Failing closed (S25) is a property of what this module never does:
 * at start it leaves the tables of the previous run in place until the first complete view;
   only when there are none does it install ``nftables.closed()``, where no pod is known and
   every pod port of the node is closed;
+* while the policies cannot be listed, a pod that appears (or changes address) stays unknown,
+  so closed, until they can (a policy that isolates it may be among those not seen);
 * a pod it cannot parse stays unknown, so closed; a policy it cannot parse keeps its previous
   version, or, when it has none, is replaced by a deny-all of its namespace in both directions
   (logged), since ignoring a policy could open what it closes.
@@ -27,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from weave_cli.net.errors import DatapathError
 from weave_cli.npc import compile as npc_compile
 from weave_cli.npc import kubeapi, model, nftables
 from weave_cli.npc.ir import Ruleset
@@ -65,6 +68,16 @@ class ClusterView:
     synced: set[str] = field(default_factory=set)
     # Keys whose object could not be parsed, with the reason (logged once per new reason).
     rejected: dict[str, str] = field(default_factory=dict)
+    # While the policies' informer fails, a policy that isolates a new pod may be among those
+    # not seen yet: pods that appear (or change address) meanwhile are held out of the view,
+    # so closed, until the policies have been listed again.
+    policies_ok: bool = True
+    held: set[str] = field(default_factory=set)
+
+    def _hold_if_new(self, key: str, parsed: Any) -> None:
+        before = self.objects["pods"].get(key)
+        if not self.policies_ok and (before is None or before.ip != parsed.ip):
+            self.held.add(key)
 
     def _parse(self, kind: str, key: str, obj: Any) -> Any | None:
         try:
@@ -87,13 +100,26 @@ class ClusterView:
     def handle(self, msg: kubeapi.Message) -> bool:
         """Take one informer message; whether the view changed."""
         if isinstance(msg, kubeapi.Health):
-            return False
+            if msg.kind != "networkpolicies" or msg.ok == self.policies_ok:
+                return False
+            self.policies_ok = msg.ok
+            released = bool(self.held) and msg.ok
+            if msg.ok:
+                self.held.clear()
+            return released
         if isinstance(msg, kubeapi.Synced):
             fresh = {}
+            for key in [k for k in self.rejected if k.startswith(f"{msg.kind} ")]:
+                if key.split(" ", 1)[1] not in msg.objects:
+                    del self.rejected[key]
             for key, obj in msg.objects.items():
                 parsed = self._parse(msg.kind, key, obj)
                 if parsed is not None:
+                    if msg.kind == "pods":
+                        self._hold_if_new(key, parsed)
                     fresh[key] = parsed
+            if msg.kind == "pods":
+                self.held &= set(fresh)
             changed = fresh != self.objects[msg.kind] or msg.kind not in self.synced
             self.objects[msg.kind] = fresh
             self.synced.add(msg.kind)
@@ -104,48 +130,62 @@ class ClusterView:
             if parsed is None:
                 self.objects[msg.kind].pop(msg.key, None)
             else:
+                if msg.kind == "pods":
+                    self._hold_if_new(msg.key, parsed)
                 self.objects[msg.kind][msg.key] = parsed
             return parsed != before
         if isinstance(msg, kubeapi.Delete):
             self.rejected.pop(f"{msg.kind} {msg.key}", None)
+            self.held.discard(msg.key)
             return self.objects[msg.kind].pop(msg.key, None) is not None
         return False
 
     def ruleset(self) -> Ruleset | None:
         if not self.synced.issuperset(KINDS):
             return None
+        pods = [pod for key, pod in self.objects["pods"].items() if key not in self.held]
         return npc_compile.compile_policies(
-            self.objects["pods"].values(), self.objects["namespaces"].values(),
+            pods, self.objects["namespaces"].values(),
             self.objects["networkpolicies"].values())
 
 
 @dataclass
 class Kernel:
-    """The two effects the task needs, blocking (run in a worker thread)."""
+    """The effects the task needs, blocking (run in a worker thread): what the tables hold
+    (None: no tables), replace them (and what they hold then), br_netfilter's switch."""
 
-    present_digests: Callable[[], set[str] | None]
-    apply: Callable[[Ruleset], str]
+    read: Callable[[], nftables.TableState | None]
+    apply: Callable[[Ruleset], nftables.TableState]
     ensure_switch: Callable[[], str | None] = lambda: None
 
 
-async def _apply(kernel: Kernel, rs: Ruleset, why: str) -> str | None:
+async def _apply(kernel: Kernel, rs: Ruleset, why: str) -> nftables.TableState | None:
     try:
         applied = await asyncio.to_thread(kernel.apply, rs)
     except Exception as err:  # noqa: BLE001 - logged; the old tables stay and we retry
         log.error("npc: could not apply the policy (%s); the previous rules stay: %s", why, err)
         return None
-    log.info("npc: policy applied (%s): ruleset %s", why, applied)
+    log.info("npc: policy applied (%s): ruleset %s", why, nftables.digest(rs))
     return applied
 
 
-async def start(kernel: Kernel) -> str | None:
-    """Before the first view: keep what the kernel holds, or close every pod port."""
+async def start(kernel: Kernel) -> nftables.TableState | None:
+    """Before the first view: keep tables that are whole and ours, else close every pod port
+    (raises ``DatapathError`` when even that fails: a node must not stay open)."""
     if (changed := await asyncio.to_thread(kernel.ensure_switch)) is not None:
         log.info("npc: %s", changed)
-    if await asyncio.to_thread(kernel.present_digests) is not None:
+    present = await asyncio.to_thread(kernel.read)
+    if present is not None and present.digests:
         log.info("npc: keeping the policy tables in the kernel until the API server is read")
         return None
-    return await _apply(kernel, nftables.closed(), "no tables yet: every pod port closed")
+    why = "no tables yet" if present is None else "tables not whole"
+    try:
+        applied = await asyncio.to_thread(kernel.apply, nftables.closed())
+    except Exception as err:
+        raise DatapathError(f"cannot close the pod ports ({why}): {err}",
+                            "check that nft works in this namespace") from None
+    log.info("npc: %s: every pod port closed until the API server is read", why)
+    return applied
 
 
 async def run(queue: asyncio.Queue[kubeapi.Message], kernel: Kernel,
@@ -154,7 +194,7 @@ async def run(queue: asyncio.Queue[kubeapi.Message], kernel: Kernel,
     view = view or ClusterView()
     health: dict[str, bool] = {}
     applied = await start(kernel)
-    wanted: Ruleset | None = None
+    wanted = nftables.closed() if applied is not None else None
     dirty = False
     loop = asyncio.get_running_loop()
     next_check = loop.time() + interval
@@ -175,23 +215,28 @@ async def run(queue: asyncio.Queue[kubeapi.Message], kernel: Kernel,
         if dirty and (rs := view.ruleset()) is not None:
             dirty = False
             wanted = rs
-            if nftables.digest(rs) != applied:
+            if applied is None or nftables.digest(rs) not in applied.digests:
                 applied = await _apply(kernel, rs, "cluster changed") or applied
         if loop.time() >= next_check:
             applied = await _reconcile(kernel, wanted, applied)
             next_check = loop.time() + interval
 
 
-async def _reconcile(kernel: Kernel, wanted: Ruleset | None, applied: str | None) -> str | None:
+async def _reconcile(kernel: Kernel, wanted: Ruleset | None,
+                     applied: nftables.TableState | None) -> nftables.TableState | None:
+    """Every interval: the tables hold exactly what was applied last, or are rewritten
+    (``wanted`` None: tables of an earlier run, kept while they are whole)."""
     try:
         if (changed := await asyncio.to_thread(kernel.ensure_switch)) is not None:
             log.warning("npc: %s", changed)
-        present = await asyncio.to_thread(kernel.present_digests)
+        present = await asyncio.to_thread(kernel.read)
     except Exception as err:  # noqa: BLE001 - a failed check is retried at the next interval
         log.error("npc: could not read the policy tables: %s", err)
         return applied
-    if wanted is not None and nftables.digest(wanted) not in (present or set()):
-        return await _apply(kernel, wanted, "the kernel's tables differed") or applied
-    if wanted is None and present is None:
-        return await _apply(kernel, nftables.closed(), "tables gone: every pod port closed")
-    return applied
+    if wanted is None:
+        if present is not None and present.digests:
+            return applied
+        wanted = nftables.closed()
+    elif applied is not None and present == applied:
+        return applied
+    return await _apply(kernel, wanted, "the kernel's tables had changed") or applied

@@ -39,37 +39,41 @@ def ensure_bridge_netfilter(switch: Path = BRIDGE_NF) -> str | None:
     return f"{switch.name} turned on: bridged pod traffic now passes the policy"
 
 
-def present_digests(ns: str | None = None) -> set[str] | None:
-    """The ruleset digests both tables carry now (empty when they disagree or were edited),
-    or None when the inet table does not exist."""
-    found: list[set[str]] = []
-    for family, chain in (("inet", "forward"), ("bridge", "prerouting")):
-        rc, out, err = run_program(ns, ["nft", "-j", "list", "chain", family, NPC_TABLE, chain])
+def read(ns: str | None = None) -> nftables.TableState | None:
+    """What both tables hold now (``TableState``: the digests they agree on, their shape), or
+    None when neither exists. One that is missing leaves no digest they agree on."""
+    states: list[nftables.TableState] = []
+    for family in ("inet", "bridge"):
+        rc, out, err = run_program(ns, ["nft", "-j", "list", "table", family, NPC_TABLE])
         if rc != 0:
             if "No such file" in err or "does not exist" in err:
-                if family == "inet":
-                    return None
-                found.append(set())
+                states.append(nftables.TableState(frozenset(), frozenset({("missing", family)})))
                 continue
-            raise DatapathError(f"nft could not list {family} {chain}: {error_line(err)}")
+            raise DatapathError(f"nft could not list table {family} {NPC_TABLE}: "
+                                f"{error_line(err)}")
         try:
-            found.append(nftables.digests_in_listing(json.loads(out)))
+            states.append(nftables.read_listing(json.loads(out)))
         except ValueError:
-            raise DatapathError("nft listed a chain as something not JSON") from None
-    return found[0] & found[1]
+            raise DatapathError("nft listed a table as something not JSON") from None
+    if all(("missing", f) in st.shape for st, f in zip(states, ("inet", "bridge"), strict=True)):
+        return None
+    return states[0] + states[1]
 
 
-def apply(rs: Ruleset, ns: str | None = None) -> str:
-    """Replace both tables with ``rs`` in one transaction; the digest now in the kernel."""
+def apply(rs: Ruleset, ns: str | None = None) -> nftables.TableState:
+    """Replace both tables with ``rs`` in one transaction; what they hold then."""
     rc, _, err = run_program(ns, ["nft", "-f", "-"], stdin=nftables.script(rs))
     if rc != 0:
         raise DatapathError(f"nft could not apply the policy tables: {error_line(err)}")
-    return nftables.digest(rs)
+    state = read(ns)
+    if state is None or nftables.digest(rs) not in state.digests:
+        raise DatapathError("the policy tables are not what was just applied")
+    return state
 
 
 def remove(ns: str | None = None) -> bool:
     """Delete both tables (``weave reset``); False when there were none."""
-    had = present_digests(ns) is not None
+    had = read(ns) is not None
     rc, _, err = run_program(ns, ["nft", "-f", "-"], stdin=nftables.delete_script())
     if rc != 0:
         raise DatapathError(f"nft could not delete the policy tables: {error_line(err)}")

@@ -4,8 +4,9 @@
 
 Without ``--api-server`` it uses the pod's service account (in-cluster). It runs in the node's
 network namespace until SIGTERM or SIGINT, which stop it and leave its rules in the kernel.
-Exit codes: 0 stopped by a signal; 8 not root; 20 no usable API configuration; 5 the kernel
-cannot carry the policy (no br_netfilter, no nft); 1 an unexpected failure (logged).
+Exit codes: 0 stopped by a signal; 8 not root; 20 no usable API configuration; 15 the kernel
+cannot carry the policy (no br_netfilter, nft failing on a node whose pod ports it must close);
+1 an unexpected failure (logged).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import signal
 import sys
 from pathlib import Path
 
-from weave_cli.errors import PrivilegeError, StateError, WeaveError
+from weave_cli.errors import PrivilegeError, WeaveError
 
 log = logging.getLogger("weave.npc")
 
@@ -45,8 +46,7 @@ async def _serve(config: object, interval: float) -> int:
     assert isinstance(config, ApiConfig)
     queue: asyncio.Queue[kubeapi.Message] = asyncio.Queue()
     watch = kubeapi.KubeWatch(config, queue.put_nowait)
-    kern = controller.Kernel(kernel.present_digests, kernel.apply,
-                             kernel.ensure_bridge_netfilter)
+    kern = controller.Kernel(kernel.read, kernel.apply, kernel.ensure_bridge_netfilter)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -77,16 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if os.geteuid() != 0:
             raise PrivilegeError("weave-npc must run as root", "run it with sudo")
-        from weave_cli.net.errors import DatapathError
         from weave_cli.npc import kernel
         from weave_cli.npc.kubeconf import ApiConfig
 
         config = (ApiConfig.explicit(args.api_server, args.token_file, args.ca_file)
                   if args.api_server else ApiConfig.in_cluster())
-        try:
-            kernel.ensure_bridge_netfilter()
-        except DatapathError as err:
-            raise StateError(err.message, err.hint) from None
+        kernel.ensure_bridge_netfilter()
         log.info("npc: starting; API server %s", config.base_url)
         return asyncio.run(_serve(config, args.reconcile_interval))
     except WeaveError as err:

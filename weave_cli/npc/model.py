@@ -58,13 +58,14 @@ __all__ = ["EVERYTHING", "IPBlockPeer", "Labels", "ModelError", "NamedPort", "Na
            "Peer", "Pod", "PodPeer", "Policy", "PolicyRule", "PolicyType", "PortSpec",
            "Selector", "parse_namespace", "parse_pod", "parse_policy"]
 
-MAX_CONTAINERS = 64
-MAX_POD_PORTS = 1024  # over all containers of a pod
-MAX_POD_IPS = 16
-MAX_RULES = 1000  # per direction of a policy
-MAX_PEERS = 1000  # per rule
-MAX_PORTS = 1000  # per rule
-MAX_EXCEPTS = 1000
+# As selector.py's: above what any object the API server stores can hold.
+MAX_CONTAINERS = 65536
+MAX_POD_PORTS = 65536  # over all containers of a pod
+MAX_POD_IPS = 16  # the API admits two (one per family)
+MAX_RULES = 65536  # per direction of a policy
+MAX_PEERS = 65536  # per rule
+MAX_PORTS = 65536  # per rule
+MAX_EXCEPTS = 65536
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 PolicyType = Literal["Ingress", "Egress"]

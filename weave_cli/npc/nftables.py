@@ -7,18 +7,21 @@
       sets ep-*                                             address . port (named ports)
       maps ingress-dispatch, egress-dispatch                isolated pod -> its chain
       chain forward   filter hook forward priority 10, policy accept
-        ct state established,related accept                 replies and admitted flows
-        FROM_POD mark, source not known       -> drop        a pod we have not heard of
-        TO_POD mark, unicast, dest not known  -> drop        (closed, never open: S25)
+        FROM_POD mark, source not known         -> drop      a pod we have not heard of is
+        TO_POD mark, unicast dest not known     -> drop      closed, never open (S25), even
+        ct state established,related accept                 to replies: these come first
         ip saddr vmap @egress-dispatch   pod -> its chain    each rule: return when allowed
         ip daddr vmap @ingress-dispatch  pod -> its chain    each rule: accept when allowed
       chain egress-<hash>   the rules of the pods that share them ; counter drop
       chain ingress-<hash>  ...
     table bridge weave-npc                                  which frames touch our pods
       set known
-      chain prerouting  priority -300: iifname "vethwepl*" -> mark |= FROM_POD
-      chain forward     priority -300: oifname "vethwepl*" -> mark |= TO_POD
-      chain output      oifname "vethwepl*", unicast, dest not known -> drop
+      chain prerouting  priority -300: iifname "vethwepl*": not IPv4/ARP -> drop;
+                                       else mark |= FROM_POD
+      chain forward     priority -300: oifname "vethwepl*": not IPv4/ARP -> drop; IPv4 to
+                                       ff:ff:ff:ff:ff:ff -> drop; else mark |= TO_POD
+      chain output      oifname "vethwepl*": not IPv4/ARP -> drop; unicast, dest not known
+                                       -> drop
 
 Why the forward hook sees everything that matters: frames bridged between pods (on this node
 or through the overlay ports) reach it through br_netfilter (``bridge-nf-call-iptables``, which
@@ -30,18 +33,27 @@ node"). The bridge table marks frames by the pod port they use, since the inet h
 the bridge device; its output chain closes pods the controller does not know to what the node
 routes or sends to them.
 
-Multicast and broadcast: the destination is no pod address, so ingress rules do not apply to
-them; egress rules do (an egress-isolated pod needs an ipBlock such as 224.0.0.0/4 to send any).
+A pod port carries IPv4 and ARP only: IPv6 (every pod has a link-local address) and VLAN-tagged
+frames (which br_netfilter does not hand to the inet hooks) would get around the policy.
+Broadcast IPv4 between pods is dropped (as in the original). Multicast is the one exception to
+ingress policy: its destination is a group, not a pod, so it reaches every pod port whose pod
+joined the group, isolated or not (as in the original, which accepted 224.0.0.0/4); egress
+rules do apply to it (an egress-isolated pod needs an ipBlock such as 224.0.0.0/4 to send
+any). A pod that answers a multicast datagram opens, by conntrack, a reply path for that one
+5-tuple, as any connection it makes does.
 
 ``script`` replaces both tables in one ``nft -f`` transaction: no packet ever sees half a
-ruleset or an empty one. The first rule of the inet forward chain and of the bridge prerouting
-chain carry ``ruleset <digest>``, a hash of the rest of the script, so the controller can tell
-with two short listings whether the kernel still holds what it applied.
+ruleset or an empty one. The first rule of the inet forward chain and the marking rule of the
+bridge prerouting chain carry ``ruleset <digest>``, a hash of the rest of the script, so the
+controller can tell that tables are its own; ``canonical_listing`` reduces a listing to its
+chains, rule comments and set sizes, so it can tell that nothing in them was changed.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from weave_cli.names import NPC_MARK_FROM_POD, NPC_MARK_TO_POD, NPC_TABLE, POD_PORT_GLOB
@@ -54,6 +66,10 @@ MARK_PRIORITY = -300  # before br_netfilter hands the frame to the inet hooks (p
 DIGEST_TAG = "ruleset "
 _C = "weave-npc:"
 _UNICAST = "ether daddr & 01:00:00:00:00:00 == 00:00:00:00:00:00"
+# A pod port carries IPv4 and ARP only: IPv6 (every pod has a link-local address) and VLAN-
+# tagged frames (br_netfilter passes them by) would go around the policy.
+_NOT_IPV4 = "ether type != { ip, arp }"
+MULTICAST = "224.0.0.0/4"
 
 
 def _mark_test(bit: int) -> str:
@@ -141,10 +157,10 @@ def _body(rs: Ruleset) -> tuple[list[str], list[str]]:
         "  chain forward {",
         f"    type filter hook forward priority {FORWARD_PRIORITY}; policy accept;",
         "@DIGEST@",
-        f"    {_mark_test(NPC_MARK_FROM_POD)} ip saddr != @{KNOWN} counter drop"
-        f' comment "{_C}unknown source pod"',
-        f"    {_mark_test(NPC_MARK_TO_POD)} meta pkttype != {{ broadcast, multicast }}"
-        f' ip daddr != @{KNOWN} counter drop comment "{_C}unknown destination pod"',
+        f"    {_mark_test(NPC_MARK_TO_POD)} ip daddr != {MULTICAST} ip daddr != @{KNOWN}"
+        f' counter drop comment "{_C}unknown destination pod"',
+        "    ct state established,related accept"
+        f' comment "{_C}established"',
         f'    ip saddr vmap @egress-dispatch comment "{_C}egress isolated"',
         f'    ip daddr vmap @ingress-dispatch comment "{_C}ingress isolated"',
         "  }",
@@ -155,21 +171,27 @@ def _body(rs: Ruleset) -> tuple[list[str], list[str]]:
     known = rs.sets[KNOWN]
     known_body = f"type ipv4_addr; elements = {{ {_elements(known)} }};" if known \
         else "type ipv4_addr;"
+    ports = f'"{POD_PORT_GLOB}"'
     bridge = [
         f"table {BRIDGE_TABLE} {{",
         f"  set {KNOWN} {{ {known_body} }}",
         "  chain prerouting {",
         f"    type filter hook prerouting priority {MARK_PRIORITY}; policy accept;",
+        f"    iifname {ports} {_NOT_IPV4} counter drop comment \"{_C}from pod port not ipv4\"",
         "@DIGEST@",
         "  }",
         "  chain forward {",
         f"    type filter hook forward priority {MARK_PRIORITY}; policy accept;",
-        f'    oifname "{POD_PORT_GLOB}" meta mark set meta mark | {NPC_MARK_TO_POD:#010x}'
+        f"    oifname {ports} {_NOT_IPV4} counter drop comment \"{_C}to pod port not ipv4\"",
+        f"    oifname {ports} ether type ip ether daddr ff:ff:ff:ff:ff:ff counter drop"
+        f' comment "{_C}broadcast to pod port"',
+        f"    oifname {ports} meta mark set meta mark | {NPC_MARK_TO_POD:#010x}"
         f' comment "{_C}to pod port"',
         "  }",
         "  chain output {",
         "    type filter hook output priority 0; policy accept;",
-        f'    oifname "{POD_PORT_GLOB}" {_UNICAST} ip daddr != @{KNOWN} counter drop'
+        f"    oifname {ports} {_NOT_IPV4} counter drop comment \"{_C}node to pod not ipv4\"",
+        f"    oifname {ports} {_UNICAST} ip daddr != @{KNOWN} counter drop"
         f' comment "{_C}unknown destination pod"',
         "  }",
         "}",
@@ -188,8 +210,8 @@ def script(rs: Ruleset) -> str:
     rs.check()
     inet, bridge = _body(rs)
     tag = digest(rs)
-    inet_digest = ("    ct state established,related accept"
-                   f' comment "{_C}established {DIGEST_TAG}{tag}"')
+    inet_digest = (f"    {_mark_test(NPC_MARK_FROM_POD)} ip saddr != @{KNOWN} counter drop"
+                   f' comment "{_C}unknown source pod {DIGEST_TAG}{tag}"')
     bridge_digest = (f'    iifname "{POD_PORT_GLOB}" meta mark set meta mark |'
                      f' {NPC_MARK_FROM_POD:#010x} comment "{_C}from pod port {DIGEST_TAG}{tag}"')
     lines = [f"table {INET_TABLE} {{}}", f"delete table {INET_TABLE}"]
@@ -211,13 +233,40 @@ def closed() -> Ruleset:
     return Ruleset({KNOWN: empty, INGRESS_ISOLATED: empty, EGRESS_ISOLATED: empty})
 
 
-def digests_in_listing(doc: object) -> set[str]:
-    """The ``ruleset <digest>`` tags of the rules in a parsed ``nft -j list chain`` document."""
-    found: set[str] = set()
+@dataclass(frozen=True)
+class TableState:
+    """What a listing of one of our tables shows: the digest tags its rules carry, and its
+    shape (chain headers, each rule comment with how often it occurs, each set or map with
+    its size), so a deleted, added or edited rule, chain or set is seen."""
+
+    digests: frozenset[str]
+    shape: frozenset[tuple[object, ...]]
+
+    def __add__(self, other: TableState) -> TableState:
+        """Both tables together: the digests they agree on, the union of their shapes."""
+        return TableState(self.digests & other.digests, self.shape | other.shape)
+
+
+def read_listing(doc: object) -> TableState:
+    """The state of a parsed ``nft -j list table ...`` document (garbage reads as empty)."""
+    digests: set[str] = set()
+    counts: Counter[tuple[object, ...]] = Counter()
     entries = doc.get("nftables", []) if isinstance(doc, dict) else []
     for entry in entries if isinstance(entries, list) else []:
-        rule = entry.get("rule") if isinstance(entry, dict) else None
-        comment = rule.get("comment") if isinstance(rule, dict) else None
-        if isinstance(comment, str) and DIGEST_TAG in comment:
-            found.add(comment.rsplit(DIGEST_TAG, 1)[1])
-    return found
+        if not isinstance(entry, dict):
+            continue
+        if isinstance(chain := entry.get("chain"), dict):
+            counts[("chain", chain.get("family"), chain.get("name"), chain.get("hook"),
+                    chain.get("prio"), chain.get("policy"))] += 1
+        for kind in ("set", "map"):
+            if isinstance(found := entry.get(kind), dict):
+                elems = found.get("elem")
+                counts[(kind, found.get("family"), found.get("name"),
+                        len(elems) if isinstance(elems, list) else 0)] += 1
+        if isinstance(rule := entry.get("rule"), dict):
+            comment = rule.get("comment")
+            counts[("rule", rule.get("family"), rule.get("chain"), str(comment))] += 1
+            if isinstance(comment, str) and DIGEST_TAG in comment:
+                digests.add(comment.rsplit(DIGEST_TAG, 1)[1])
+    return TableState(frozenset(digests),
+                      frozenset((*key, n) for key, n in counts.items()))

@@ -25,9 +25,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-MAX_LABELS = 256
-MAX_EXPRESSIONS = 256
-MAX_VALUES = 256
+# Bounds far above anything the API server admits (an object is at most about 1.5 MiB, and
+# the informer refuses events over 4 MiB, which is what really bounds memory): a valid object
+# must never be refused, since a refused policy becomes a deny-all and a refused pod is closed.
+MAX_LABELS = 65536
+MAX_EXPRESSIONS = 65536
+MAX_VALUES = 65536
 
 Operator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
 OPERATORS: tuple[Operator, ...] = ("In", "NotIn", "Exists", "DoesNotExist")
