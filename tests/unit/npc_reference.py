@@ -12,9 +12,10 @@ text it follows (networking.k8s.io/v1 NetworkPolicySpec):
 
 The same documented choices as ``weave_cli.npc.compile``: pods without an address do not take
 part; a pod whose Namespace is unknown is matched only by an empty namespaceSelector; IPv6
-ipBlocks match nothing; named ports resolve on the destination pod by name and protocol, and an
-egress ipBlock peer never matches a named port. Addresses are assumed unique among pods (the
-node-local exception and loopback are the controller's business, not modelled here).
+ipBlocks match nothing; named ports resolve on the destination pod by name and protocol, also
+behind an egress ipBlock peer (a pod inside the block that serves the name). Addresses are
+assumed unique among pods (the node-local exception and loopback are the controller's
+business, not modelled here).
 """
 
 from __future__ import annotations
@@ -93,13 +94,9 @@ def _direction_allows(namespaces: list[Namespace], policies: list[Policy], egres
                 if peer is not None and not _peer_matches(policy, peer, other_ip, other,
                                                           namespaces):
                     continue
-                # An egress ipBlock peer is no pod, so no named port resolves through it.
-                named_ok = not (egress and isinstance(peer, IPBlockPeer))
                 for spec in rule.ports or (None,):
                     if spec is None:
                         return True
-                    if isinstance(spec.port, str) and not named_ok:
-                        continue
                     if _port_matches(spec, protocol, port, dest):
                         return True
     return False

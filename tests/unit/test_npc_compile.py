@@ -212,13 +212,13 @@ def test_ipv6_ipblock_matches_nothing_but_keeps_the_rest_of_the_policy() -> None
     expect(v, lambda s, d, port, proto: d != "x/a" or s == "x/c")
 
 
-def test_egress_ipblock_peer_never_matches_a_named_port() -> None:
+def test_egress_ipblock_peer_matches_a_named_port_its_pods_serve() -> None:
     v = table([make_policy("x", "p", podSelector=A, policyTypes=["Egress"], egress=[{
         "to": [{"ipBlock": {"cidr": "10.0.2.0/24"}},
                {"namespaceSelector": {"matchLabels": {"ns": "z"}}}],
         "ports": [{"port": "serve-80-tcp"}, {"port": 81}]}])])
     expect(v, lambda s, d, port, proto: s != "x/a" or (proto == "tcp" and (
-        (ns_of(d) == "y" and port == 81) or ns_of(d) == "z")))
+        (ns_of(d) == "y" and port in (80, 81)) or ns_of(d) == "z")))
 
 
 def test_egress_not_in_by_default_namespace_label_np33() -> None:
@@ -330,13 +330,15 @@ def test_rule_shape_and_set_sharing() -> None:
                             *(r.peer_set for r in rs.ingress if r.peer_set)}
 
 
-def test_egress_ipblock_with_a_named_port_is_left_out() -> None:
+def test_egress_ipblock_with_a_named_port_is_one_rule_on_both() -> None:
     rs = compile_policies(MATRIX_PODS, MATRIX_NAMESPACES, [make_policy(
         "x", "p", podSelector=A, policyTypes=["Egress"], egress=[{
             "to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}],
             "ports": [{"port": "serve-80-tcp"}, {"port": 81}]}])])
-    assert [r.comment for r in rs.egress] == ["x/p egress 0 peer 0 port 1"]
-    assert rs.endpoint_sets == {}
+    assert [r.comment for r in rs.egress] == ["x/p egress 0 peer 0 port 0",
+                                              "x/p egress 0 peer 0 port 1"]
+    named = rs.egress[0]
+    assert named.peer_block is not None and named.named_set in rs.endpoint_sets
 
 
 def test_long_names_make_valid_distinct_comments() -> None:

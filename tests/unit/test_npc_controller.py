@@ -198,3 +198,15 @@ def test_pods_that_appear_while_policies_cannot_be_listed_stay_closed() -> None:
     assert view.handle(kubeapi.Health("networkpolicies", True, "listed"))
     rs = view.ruleset()
     assert rs is not None and IPv4Address("10.32.0.7") in rs.sets[ir.KNOWN]
+
+
+def test_ipvs_mode_is_named_at_start(monkeypatch: pytest.MonkeyPatch,
+                                     caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+
+    from weave_cli.npc import main
+
+    monkeypatch.setattr(socket, "if_nametoindex", lambda name: 7)
+    with caplog.at_level("WARNING", logger="weave.npc"):
+        main._warn_ipvs()
+    assert "IPVS mode is not supported" in caplog.text

@@ -17,8 +17,9 @@ everything composes by union. Decisions the API leaves to us:
   still applies.
 * A named port resolves on the destination (the target for ingress, the peer for egress) by
   name and protocol, through one endpoint set per (name, protocol) over every pod. An egress
-  rule whose peer is an ``ipBlock`` can therefore match a named port on nothing, and is left
-  out; a name no pod serves matches nothing and is not an error (weave#3790).
+  rule whose peer is an ``ipBlock`` and whose port is a name matches the pods inside the block
+  that serve the name (as Calico and cyclonus read it); a name no pod serves matches nothing
+  and is not an error (weave#3790).
 * Two pods claiming one address (a stale event) share it: it is isolated when either is, and
   is then allowed what the policies selecting either of them allow.
 * A compiled rule that could never match (no targets, an empty peer selection or an unresolved
@@ -253,8 +254,6 @@ def _compile_rule(cluster: _Cluster, sets: _SetNames, policy: Policy, direction:
     out: list[ir.Rule] = []
     for peer in _peers(cluster, sets, policy, rule):
         for port in ports:
-            if direction == "egress" and peer.peer_block is not None and port.named_set:
-                continue  # a named port resolves on a pod, and an ipBlock peer is no pod
             out.append(ir.Rule(
                 targets=targets, peer_set=peer.peer_set, peer_block=peer.peer_block,
                 protocol=port.protocol, port=port.port, end_port=port.end_port,

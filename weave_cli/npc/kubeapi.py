@@ -189,7 +189,8 @@ class Informer:
                 relist = True
                 if isinstance(err, KubeRequestError) and err.status == 410:
                     self.gone += 1
-                    log.info("%s: resource version %s is gone; relisting", self.kind, self.rv)
+                    log.info("%s: resource version %r is gone; relisting", self.kind,
+                             (self.rv or "")[:40])
                     if self.gone > 1:
                         await self.sleep(self.backoff.next())
                     continue

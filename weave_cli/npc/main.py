@@ -67,6 +67,19 @@ async def _serve(config: object, interval: float) -> int:
     return 1
 
 
+def _warn_ipvs() -> None:
+    """kube-proxy's IPVS mode sends Services' packets from the node, past the forward hook
+    where the policy sits (docs/npc.md): say so rather than enforce less than promised."""
+    import socket
+
+    try:
+        socket.if_nametoindex("kube-ipvs0")
+    except OSError:
+        return
+    log.warning("npc: kube-ipvs0 exists: kube-proxy in IPVS mode is not supported; traffic to "
+                "Services skips the policy (use the iptables or nftables mode)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
@@ -83,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         config = (ApiConfig.explicit(args.api_server, args.token_file, args.ca_file)
                   if args.api_server else ApiConfig.in_cluster())
         kernel.ensure_bridge_netfilter()
+        _warn_ipvs()
         log.info("npc: starting; API server %s", config.base_url)
         return asyncio.run(_serve(config, args.reconcile_interval))
     except WeaveError as err:
