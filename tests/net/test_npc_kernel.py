@@ -196,6 +196,7 @@ def test_no_way_around_the_policy_below_ipv4(make_ns: Make,
         procs.append(proc)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     a_mac = json.loads(in_ns(names["a"], "ip", "-j", "link", "show", "ethwe").stdout)[0]["address"]
+    _link_local(names["b"])  # the sender's own address must be past DAD too
     tries = {"ipv6": ("ip", _link_local(names["a"])), "vlan0": ("vlan0", "10.32.0.2", a_mac),
              "broadcast": ("ip", "10.47.255.255"), "limited": ("ip", "255.255.255.255"),
              "unknown in broadcast frame": ("bcastmac", "10.32.0.9")}
