@@ -36,7 +36,7 @@ import _netlab as nl
 
 from weave_cli.net import firewall
 from weave_cli.npc import compile as npc_compile
-from weave_cli.npc import kernel, model
+from weave_cli.npc import kernel, model, nftables
 
 NODE, POD_A, POD_B = "wbp-node", "wbp-a", "wbp-b"
 A_IP, B_IP = "10.32.0.2", "10.32.0.3"
@@ -129,7 +129,7 @@ def big_cluster(pods: int = 5000, policies: int = 500) -> tuple[float, float]:
     rs = npc_compile.compile_policies(all_pods, spaces, pols)
     compiled = time.perf_counter() - start
     start = time.perf_counter()
-    kernel.apply(rs, str(nl.NETNS / NODE))
+    kernel.apply(nftables.render(rs), str(nl.NETNS / NODE))
     return compiled, time.perf_counter() - start
 
 
@@ -155,7 +155,7 @@ def body(args: argparse.Namespace) -> bool:
                 if rs is None:
                     kernel.remove(node)
                 else:
-                    kernel.apply(rs, node)
+                    kernel.apply(nftables.render(rs), node)
                 server = cleanup.popen(nl.ns_argv(POD_A, sys.executable, "-c", LISTEN))
                 assert server.stdout is not None and server.stdout.readline().strip() == "ready"
                 got = results[name]

@@ -89,7 +89,7 @@ def _apply(names: dict[str, str], policies: list[dict[str, object]]) -> nftables
                   for n in ("prod", "dev")]
     rs = npc_compile.compile_policies(pods, namespaces, [model.parse_policy(p)
                                                          for p in policies])
-    return kernel.apply(rs, ns_path(names["node"]))
+    return kernel.apply(nftables.render(rs), ns_path(names["node"]))
 
 
 def _policy(name: str, spec: dict[str, object]) -> dict[str, object]:
@@ -143,7 +143,7 @@ def test_unknown_pods_are_closed_and_tables_only_replaced(
     names = _node(make_ns, procs)
     node = ns_path(names["node"])
     assert kernel.read(node) is None
-    closed = kernel.apply(nftables.closed(), node)
+    closed = kernel.apply(nftables.render(nftables.closed()), node)
     assert closed.digests == {nftables.digest(nftables.closed())}
     a, b = "10.32.0.2:8080", "10.32.0.3:8080"
     assert probe(names["b"], a, *SERVICE) == {a: "blocked", SERVICE[0]: "blocked"}

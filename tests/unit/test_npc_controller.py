@@ -28,12 +28,12 @@ class MemoryKernel:
     def read(self) -> nftables.TableState | None:
         return self.present
 
-    def apply(self, rs: ir.Ruleset) -> nftables.TableState:
+    def apply(self, rendered: nftables.Rendered) -> nftables.TableState:
         if self.fail:
             self.fail -= 1
             raise RuntimeError("nft: simulated failure")
-        self.applied.append(rs)
-        self.present = self.state_of(rs)
+        self.applied.append(rendered.ruleset)
+        self.present = self.state_of(rendered.ruleset)
         return self.present
 
     def port(self) -> controller.Kernel:

@@ -35,6 +35,7 @@ from weave_cli.npc import kubeapi, model, nftables
 from weave_cli.npc.ir import Ruleset
 
 log = logging.getLogger("weave.npc")
+CLOSED = nftables.render(nftables.closed())
 KINDS = kubeapi.KINDS
 
 
@@ -155,17 +156,18 @@ class Kernel:
     (None: no tables), replace them (and what they hold then), br_netfilter's switch."""
 
     read: Callable[[], nftables.TableState | None]
-    apply: Callable[[Ruleset], nftables.TableState]
+    apply: Callable[[nftables.Rendered], nftables.TableState]
     ensure_switch: Callable[[], str | None] = lambda: None
 
 
-async def _apply(kernel: Kernel, rs: Ruleset, why: str) -> nftables.TableState | None:
+async def _apply(kernel: Kernel, rendered: nftables.Rendered,
+                 why: str) -> nftables.TableState | None:
     try:
-        applied = await asyncio.to_thread(kernel.apply, rs)
+        applied = await asyncio.to_thread(kernel.apply, rendered)
     except Exception as err:  # noqa: BLE001 - logged; the old tables stay and we retry
         log.error("npc: could not apply the policy (%s); the previous rules stay: %s", why, err)
         return None
-    log.info("npc: policy applied (%s): ruleset %s", why, nftables.digest(rs))
+    log.info("npc: policy applied (%s): ruleset %s", why, rendered.digest)
     return applied
 
 
@@ -180,7 +182,7 @@ async def start(kernel: Kernel) -> nftables.TableState | None:
         return None
     why = "no tables yet" if present is None else "tables not whole"
     try:
-        applied = await asyncio.to_thread(kernel.apply, nftables.closed())
+        applied = await asyncio.to_thread(kernel.apply, CLOSED)
     except Exception as err:
         raise DatapathError(f"cannot close the pod ports ({why}): {err}",
                             "check that nft works in this namespace") from None
@@ -194,7 +196,7 @@ async def run(queue: asyncio.Queue[kubeapi.Message], kernel: Kernel,
     view = view or ClusterView()
     health: dict[str, bool] = {}
     applied = await start(kernel)
-    wanted = nftables.closed() if applied is not None else None
+    wanted = CLOSED if applied is not None else None
     dirty = False
     loop = asyncio.get_running_loop()
     next_check = loop.time() + interval
@@ -214,15 +216,15 @@ async def run(queue: asyncio.Queue[kubeapi.Message], kernel: Kernel,
             msg = queue.get_nowait() if not queue.empty() else None
         if dirty and (rs := view.ruleset()) is not None:
             dirty = False
-            wanted = rs
-            if applied is None or nftables.digest(rs) not in applied.digests:
-                applied = await _apply(kernel, rs, "cluster changed") or applied
+            wanted = await asyncio.to_thread(nftables.render, rs)
+            if applied is None or wanted.digest not in applied.digests:
+                applied = await _apply(kernel, wanted, "cluster changed") or applied
         if loop.time() >= next_check:
             applied = await _reconcile(kernel, wanted, applied)
             next_check = loop.time() + interval
 
 
-async def _reconcile(kernel: Kernel, wanted: Ruleset | None,
+async def _reconcile(kernel: Kernel, wanted: nftables.Rendered | None,
                      applied: nftables.TableState | None) -> nftables.TableState | None:
     """Every interval: the tables hold exactly what was applied last, or are rewritten
     (``wanted`` None: tables of an earlier run, kept while they are whole)."""
@@ -236,7 +238,7 @@ async def _reconcile(kernel: Kernel, wanted: Ruleset | None,
     if wanted is None:
         if present is not None and present.digests:
             return applied
-        wanted = nftables.closed()
+        wanted = CLOSED
     elif applied is not None and present == applied:
         return applied
     return await _apply(kernel, wanted, "the kernel's tables had changed") or applied

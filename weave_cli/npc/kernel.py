@@ -15,7 +15,6 @@ from weave_cli.names import NPC_TABLE
 from weave_cli.net.errors import DatapathError
 from weave_cli.net.firewall import error_line, run_program, which
 from weave_cli.npc import nftables
-from weave_cli.npc.ir import Ruleset
 
 BRIDGE_NF = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
 
@@ -45,28 +44,29 @@ def read(ns: str | None = None) -> nftables.TableState | None:
     states: list[nftables.TableState] = []
     for family in ("inet", "bridge"):
         rc, out, err = run_program(ns, ["nft", "-j", "list", "table", family, NPC_TABLE])
-        if rc != 0:
-            if "No such file" in err or "does not exist" in err:
-                states.append(nftables.TableState(frozenset(), frozenset({("missing", family)})))
-                continue
+        if rc == 0:
+            try:
+                states.append(nftables.read_listing(json.loads(out)))
+            except ValueError:
+                raise DatapathError("nft listed a table as something not JSON") from None
+        elif "No such file" in err or "does not exist" in err:
+            states.append(nftables.TableState(frozenset(), frozenset({("missing", family)})))
+        else:
             raise DatapathError(f"nft could not list table {family} {NPC_TABLE}: "
                                 f"{error_line(err)}")
-        try:
-            states.append(nftables.read_listing(json.loads(out)))
-        except ValueError:
-            raise DatapathError("nft listed a table as something not JSON") from None
-    if all(("missing", f) in st.shape for st, f in zip(states, ("inet", "bridge"), strict=True)):
+    if all(not st.digests and ("missing", f) in st.shape
+           for st, f in zip(states, ("inet", "bridge"), strict=True)):
         return None
     return states[0] + states[1]
 
 
-def apply(rs: Ruleset, ns: str | None = None) -> nftables.TableState:
-    """Replace both tables with ``rs`` in one transaction; what they hold then."""
-    rc, _, err = run_program(ns, ["nft", "-f", "-"], stdin=nftables.script(rs))
+def apply(rendered: nftables.Rendered, ns: str | None = None) -> nftables.TableState:
+    """Replace both tables with a rendered ruleset in one transaction; what they hold then."""
+    rc, _, err = run_program(ns, ["nft", "-f", "-"], stdin=rendered.script)
     if rc != 0:
         raise DatapathError(f"nft could not apply the policy tables: {error_line(err)}")
     state = read(ns)
-    if state is None or nftables.digest(rs) not in state.digests:
+    if state is None or rendered.digest not in state.digests:
         raise DatapathError("the policy tables are not what was just applied")
     return state
 

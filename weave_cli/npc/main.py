@@ -18,8 +18,12 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from weave_cli.errors import PrivilegeError, WeaveError
+
+if TYPE_CHECKING:
+    from weave_cli.npc.kubeconf import ApiConfig
 
 log = logging.getLogger("weave.npc")
 
@@ -39,11 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _serve(config: object, interval: float) -> int:
+async def _serve(config: ApiConfig, interval: float) -> int:
     from weave_cli.npc import controller, kernel, kubeapi
-    from weave_cli.npc.kubeconf import ApiConfig
 
-    assert isinstance(config, ApiConfig)
     queue: asyncio.Queue[kubeapi.Message] = asyncio.Queue()
     watch = kubeapi.KubeWatch(config, queue.put_nowait)
     kern = controller.Kernel(kernel.read, kernel.apply, kernel.ensure_bridge_netfilter)

@@ -80,12 +80,13 @@ def _elements(addrs: frozenset[IPv4Address]) -> str:
     return ", ".join(str(a) for a in sorted(addrs))
 
 
+def _address_set(name: str, addrs: frozenset[IPv4Address]) -> str:
+    elements = f" elements = {{ {_elements(addrs)} }};" if addrs else ""
+    return f"  set {name} {{ type ipv4_addr;{elements} }}"
+
+
 def _sets(rs: Ruleset) -> list[str]:
-    lines = []
-    for name in sorted(rs.sets):
-        body = f"type ipv4_addr; elements = {{ {_elements(rs.sets[name])} }};" \
-            if rs.sets[name] else "type ipv4_addr;"
-        lines.append(f"  set {name} {{ {body} }}")
+    lines = [_address_set(name, rs.sets[name]) for name in sorted(rs.sets)]
     for name in sorted(rs.endpoint_sets):
         pairs = sorted(rs.endpoint_sets[name])
         body = "type ipv4_addr . inet_service;"
@@ -168,13 +169,10 @@ def _body(rs: Ruleset) -> tuple[list[str], list[str]]:
         *ingress_chains,
         "}",
     ]
-    known = rs.sets[KNOWN]
-    known_body = f"type ipv4_addr; elements = {{ {_elements(known)} }};" if known \
-        else "type ipv4_addr;"
     ports = f'"{POD_PORT_GLOB}"'
     bridge = [
         f"table {BRIDGE_TABLE} {{",
-        f"  set {KNOWN} {{ {known_body} }}",
+        _address_set(KNOWN, rs.sets[KNOWN]),
         "  chain prerouting {",
         f"    type filter hook prerouting priority {MARK_PRIORITY}; policy accept;",
         f"    iifname {ports} {_NOT_IPV4} counter drop comment \"{_C}from pod port not ipv4\"",
@@ -199,17 +197,22 @@ def _body(rs: Ruleset) -> tuple[list[str], list[str]]:
     return inet, bridge
 
 
-def digest(rs: Ruleset) -> str:
-    """16 hex digits that change whenever the rendered tables would."""
-    inet, bridge = _body(rs)
-    return hashlib.sha256("\n".join(inet + bridge).encode()).hexdigest()[:16]
+@dataclass(frozen=True)
+class Rendered:
+    """A ruleset rendered once: its ``nft -f`` script and its digest (rendering thousands of
+    pods takes tens of milliseconds, so a change renders once and passes this along)."""
+
+    ruleset: Ruleset
+    script: str
+    digest: str
 
 
-def script(rs: Ruleset) -> str:
-    """An ``nft -f`` script replacing (or creating) both tables in one transaction."""
+def render(rs: Ruleset) -> Rendered:
+    """The ``nft -f`` script replacing (or creating) both tables in one transaction, and the
+    digest, 16 hex digits that change whenever the tables would."""
     rs.check()
     inet, bridge = _body(rs)
-    tag = digest(rs)
+    tag = hashlib.sha256("\n".join(inet + bridge).encode()).hexdigest()[:16]
     inet_digest = (f"    {_mark_test(NPC_MARK_FROM_POD)} ip saddr != @{KNOWN} counter drop"
                    f' comment "{_C}unknown source pod {DIGEST_TAG}{tag}"')
     bridge_digest = (f'    iifname "{POD_PORT_GLOB}" meta mark set meta mark |'
@@ -218,7 +221,15 @@ def script(rs: Ruleset) -> str:
     lines += [inet_digest if line == "@DIGEST@" else line for line in inet]
     lines += [f"table {BRIDGE_TABLE} {{}}", f"delete table {BRIDGE_TABLE}"]
     lines += [bridge_digest if line == "@DIGEST@" else line for line in bridge]
-    return "\n".join(lines) + "\n"
+    return Rendered(rs, "\n".join(lines) + "\n", tag)
+
+
+def script(rs: Ruleset) -> str:
+    return render(rs).script
+
+
+def digest(rs: Ruleset) -> str:
+    return render(rs).digest
 
 
 def delete_script() -> str:
