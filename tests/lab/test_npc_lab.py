@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from dputil import FAST, PY, Checks, both_ways, lab_run, ns_out, until
 from k8s.probes import CLIENT, HAMMER, SERVER
-from labutil import Lab
+from labutil import Lab, weave_cmd
 
 pytestmark = pytest.mark.lab
 TESTS = Path(__file__).resolve().parents[1]
@@ -289,6 +289,4 @@ def test_policy_on_real_routers(lab_names: Any, tmp_path: Path) -> None:
 
 
 def _lab_exec(net: Lab, node: str) -> list[str]:
-    from labutil import weave_cmd
-
     return [*weave_cmd(), "lab", "exec", "--name", net.name, node, "--"]

@@ -214,14 +214,21 @@ async def run(queue: asyncio.Queue[kubeapi.Message], kernel: Kernel,
                     "" if msg.ok else f" ({msg.reason}); the rules in the kernel stay")
             dirty |= view.handle(msg)
             msg = queue.get_nowait() if not queue.empty() else None
-        if dirty and (rs := view.ruleset()) is not None:
+        # Compiling and rendering thousands of pods takes a while: in a worker thread, so the
+        # informers keep reading meanwhile (only this task touches the view, and it waits).
+        if dirty and (fresh := await asyncio.to_thread(_compiled, view)) is not None:
             dirty = False
-            wanted = await asyncio.to_thread(nftables.render, rs)
+            wanted = fresh
             if applied is None or wanted.digest not in applied.digests:
                 applied = await _apply(kernel, wanted, "cluster changed") or applied
         if loop.time() >= next_check:
             applied = await _reconcile(kernel, wanted, applied)
             next_check = loop.time() + interval
+
+
+def _compiled(view: ClusterView) -> nftables.Rendered | None:
+    rs = view.ruleset()
+    return None if rs is None else nftables.render(rs)
 
 
 async def _reconcile(kernel: Kernel, wanted: nftables.Rendered | None,
